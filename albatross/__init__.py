@@ -1,0 +1,1 @@
+"""Albatross: a multi-tenant platform for virtual airlines."""
