@@ -1,0 +1,339 @@
+"""The event store on one JetStream stream.
+
+Layout: one subject per aggregate and visibility
+(``albatross.<events|secrets>.<scope>.<aggregate>.<id>``) and one per uniqueness claim
+(``albatross.claims.<kind>.<sha256>``). An aggregate's version is the stream sequence of its
+last message, checked on append with a wildcard expectation that covers both of its subjects.
+
+Loads never scan the stream: every message names the aggregate's previous version
+(``Albatross-Prev-Seq``) and its offset within its own append (``Albatross-Batch-Offset``), so
+the history is walked backwards with Direct Gets, one per event, from the last message on the
+aggregate's subjects. Appends of several messages use an atomic batch (ADR-50), whose messages
+are stored contiguously.
+
+Every message carries ``Nats-Msg-Id = <append id>:<index>``; the append id is the caller's
+idempotency key (or a fresh one), so a retry after a lost ack is recognised whether the server
+answers "duplicate" or, on the single-replica path, "wrong last sequence" (10071).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import msgspec
+from nats.aio.client import Client as NATS
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.errors import APIError
+
+from albatross.adapters.codec import (
+    EVENTS,
+    SECRETS,
+    DecodeError,
+    EventCodec,
+    claim_subject,
+    event_subject,
+    stream_filter,
+    stream_of,
+)
+from albatross.adapters.jetstream.direct import DirectGet, StoredMessage
+from albatross.ports import (
+    AppendRequest,
+    AppendResult,
+    Claim,
+    ClaimTaken,
+    RecordedEvent,
+    StoreUnavailable,
+    StreamId,
+    UnreadableEvent,
+    WrongExpectedVersion,
+)
+
+H_TYPE = "Albatross-Event-Type"
+H_APPEND = "Albatross-Append-Id"
+H_PREV = "Albatross-Prev-Seq"
+H_OFFSET = "Albatross-Batch-Offset"
+H_MSG_ID = "Nats-Msg-Id"
+
+WRONG_LAST_SEQUENCE = 10071
+BATCH_DUPLICATE_MSG_ID = 10201
+_RESOLVABLE = {WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID}
+_KEY = re.compile(r"^[A-Za-z0-9_=-]{1,100}$")
+# How many earlier appends of the aggregate a retry looks through for its own append.
+_RETRY_LOOKBACK = 32
+_TRANSIENT = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    secret: bool
+
+
+class JetStreamEventStore:
+    """Implements the EventStore port on the stream ``Topology.events_stream``."""
+
+    def __init__(self, nc: NATS, codec: EventCodec, stream: str, *,
+                 deadline: float = 8.0, request_timeout: float = 2.0) -> None:
+        self._nc = nc
+        self._js: JetStreamContext = nc.jetstream(timeout=request_timeout)
+        self._codec = codec
+        self._stream = stream
+        self._direct = DirectGet(nc, stream, timeout=request_timeout)
+        self._deadline = deadline
+        self._timeout = request_timeout
+
+    # Writing ------------------------------------------------------------------------------
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        if not request.events:
+            raise ValueError("an append needs at least one event")
+        if request.idempotency_key is not None and not _KEY.match(request.idempotency_key):
+            raise ValueError("idempotency keys are 1-100 characters of [A-Za-z0-9_=-]")
+        append_id = request.idempotency_key or uuid.uuid4().hex
+        return await self._retrying(lambda: self._append_once(request, append_id))
+
+    async def _append_once(self, request: AppendRequest, append_id: str) -> AppendResult:
+        expected = request.expected_version
+        if expected is None:
+            # Every message names its predecessor, so even an unchecked append is checked
+            # against the head it read; a race is retried by the caller's loop.
+            expected = await self.version(request.stream)
+        outgoing = self._messages(request, append_id, expected)
+        try:
+            if len(outgoing) == 1:
+                ack = await self._publish_single(outgoing[0], request.stream, expected)
+            else:
+                ack = await self._publish_batch(outgoing, request.stream, expected)
+        except APIError as exc:
+            if exc.err_code not in _RESOLVABLE:
+                raise
+            return await self._resolve_refusal(request, append_id, expected)
+        return self._result(ack, outgoing, len(request.events))
+
+    def _messages(self, request: AppendRequest, append_id: str,
+                  expected: int) -> list[_Outgoing]:
+        out = []
+        for index, event in enumerate(request.events):
+            out.append(_Outgoing(
+                subject=event_subject(request.stream, event),
+                data=self._codec.encode(event, request.occurred_at, request.actor_id),
+                headers={H_TYPE: event.event_type, H_MSG_ID: f"{append_id}:{index}",
+                         H_APPEND: append_id, H_PREV: str(expected), H_OFFSET: str(index)},
+                secret=event.secret,
+            ))
+        # Claims come last so that an aggregate's messages of one append are contiguous.
+        for offset, claim in enumerate(request.claims, start=len(out)):
+            out.append(_Outgoing(
+                subject=claim_subject(claim),
+                data=msgspec.json.encode({"stream": request.stream.key}),
+                headers={H_MSG_ID: f"{append_id}:{offset}", H_APPEND: append_id},
+                secret=True,
+            ))
+        return out
+
+    async def _publish_single(self, message: _Outgoing, stream: StreamId,
+                              expected: int) -> PubAck:
+        headers = {**message.headers, **_expectation(stream, expected)}
+        return await self._js.publish(message.subject, message.data, timeout=self._timeout,
+                                      stream=self._stream, headers=headers)
+
+    async def _publish_batch(self, messages: list[_Outgoing], stream: StreamId,
+                             expected: int) -> PubAck:
+        batch_id = uuid.uuid4().hex
+        last = len(messages)
+        for number, message in enumerate(messages, start=1):
+            headers = {**message.headers, "Nats-Batch-Id": batch_id,
+                       "Nats-Batch-Sequence": str(number)}
+            if number == 1:
+                headers.update(_expectation(stream, expected))
+            if H_TYPE not in message.headers:
+                headers["Nats-Expected-Last-Subject-Sequence"] = "0"
+            if number == last:
+                headers["Nats-Batch-Commit"] = "1"
+                return await self._js.publish(message.subject, message.data,
+                                              timeout=self._timeout, stream=self._stream,
+                                              headers=headers)
+            if number == 1:
+                # The first message of a batch is acknowledged (empty reply) so that a refusal
+                # comes back before the rest is sent.
+                reply = await self._nc.request(message.subject, message.data,
+                                               timeout=self._timeout, headers=headers)
+                if reply.data:
+                    _raise_api_error(reply.data)
+            else:
+                await self._nc.publish(message.subject, message.data, headers=headers)
+        raise AssertionError("unreachable: a batch always ends with its commit")
+
+    def _result(self, ack: PubAck, outgoing: list[_Outgoing], events: int) -> AppendResult:
+        first = ack.seq - len(outgoing) + 1 if len(outgoing) > 1 else ack.seq
+        public = [first + i for i, m in enumerate(outgoing[:events]) if not m.secret]
+        return AppendResult(sequence=first + events - 1,
+                            public_sequence=public[-1] if public else None,
+                            duplicate=bool(ack.duplicate))
+
+    async def _resolve_refusal(self, request: AppendRequest, append_id: str,
+                               expected: int) -> AppendResult:
+        """Tell a retry of an append that landed from a real conflict."""
+        earlier = await self._find_append(request.stream, append_id)
+        if earlier is not None:
+            return earlier
+        for claim in request.claims:
+            holder = await self._direct.last_on(claim_subject(claim))
+            if holder is not None and holder.headers.get(H_APPEND) != append_id:
+                raise ClaimTaken(claim)
+        actual = await self.version(request.stream)
+        if request.expected_version is None and actual != expected:
+            raise _HeadMoved
+        raise WrongExpectedVersion(request.stream, request.expected_version, actual)
+
+    async def _find_append(self, stream: StreamId, append_id: str) -> AppendResult | None:
+        message = await self._direct.last_on(stream_filter(stream))
+        for _ in range(_RETRY_LOOKBACK):
+            if message is None:
+                return None
+            if message.headers.get(H_APPEND) == append_id:
+                group = await self._group_of(message)
+                public = [m.sequence for m in group if m.subject.startswith(EVENTS + ".")]
+                return AppendResult(sequence=message.sequence,
+                                    public_sequence=public[-1] if public else None,
+                                    duplicate=True)
+            previous = int(message.headers.get(H_PREV, "0"))
+            message = await self._direct.by_sequence(previous) if previous else None
+        return None
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Retry transient failures (leader election, restart) until the deadline.
+
+        Safe because every retry reuses the append id, so the server or
+        ``_resolve_refusal`` recognises what already landed.
+        """
+        delay = 0.05
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._deadline
+        while True:
+            try:
+                return await attempt()
+            except _HeadMoved as exc:
+                failure: Exception = exc
+            except _TRANSIENT as exc:
+                failure = exc
+            except APIError as exc:
+                if exc.code is None or exc.code < 500:
+                    raise
+                failure = exc
+            if loop.time() + delay >= give_up:
+                raise StoreUnavailable(f"event store unavailable: {failure!r}") from failure
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    # Reading ------------------------------------------------------------------------------
+
+    async def version(self, stream: StreamId) -> int:
+        message = await self._direct.last_on(stream_filter(stream))
+        return message.sequence if message else 0
+
+    async def load(self, stream: StreamId, after: int = 0) -> list[RecordedEvent]:
+        newest_first: list[StoredMessage] = []
+        message = await self._direct.last_on(stream_filter(stream))
+        while message is not None and message.sequence > after:
+            group = await self._group_of(message)
+            newest_first.extend(m for m in reversed(group) if m.sequence > after)
+            previous = int(message.headers.get(H_PREV, "0"))
+            message = await self._direct.by_sequence(previous) if previous > after else None
+        records = []
+        for stored in reversed(newest_first):
+            record = self._decode(stored)
+            if isinstance(record, UnreadableEvent):
+                raise DecodeError(f"{stream.key} seq {record.sequence}: {record.reason}")
+            records.append(record)
+        return records
+
+    async def _group_of(self, last: StoredMessage) -> list[StoredMessage]:
+        """The aggregate's messages of the append that ``last`` ends, oldest first."""
+        offset = int(last.headers.get(H_OFFSET, "0"))
+        if offset == 0:
+            return [last]
+        earlier = await asyncio.gather(*(self._direct.by_sequence(seq)
+                                         for seq in range(last.sequence - offset, last.sequence)))
+        group = []
+        for stored in earlier:
+            if stored is None or stored.headers.get(H_APPEND) != last.headers.get(H_APPEND):
+                raise DecodeError(f"append at seq {last.sequence} is not contiguous")
+            group.append(stored)
+        return [*group, last]
+
+    async def read_after(self, sequence: int, limit: int) -> list[RecordedEvent | UnreadableEvent]:
+        if sequence >= await self.last_sequence():
+            return []
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=sequence + 1,
+            ack_policy=AckPolicy.NONE, filter_subjects=[f"{EVENTS}.>", f"{SECRETS}.>"],
+            inactive_threshold=30.0, mem_storage=True, num_replicas=1,
+        )
+        subscription = await self._js.pull_subscribe("", stream=self._stream, config=config)
+        try:
+            try:
+                messages = await subscription.fetch(limit, timeout=self._timeout)
+            except NatsTimeoutError:
+                return []
+        finally:
+            await subscription.unsubscribe()
+        out = []
+        for msg in messages:
+            stored = StoredMessage(sequence=msg.metadata.sequence.stream, subject=msg.subject,
+                                   headers=dict(msg.headers or {}), data=msg.data)
+            out.append(self._decode(stored))
+        return out
+
+    async def last_sequence(self) -> int:
+        info = await self._js.stream_info(self._stream)
+        return int(info.state.last_seq)
+
+    def _decode(self, stored: StoredMessage) -> RecordedEvent | UnreadableEvent:
+        try:
+            stream = stream_of(stored.subject)
+            event, occurred_at, actor_id = self._codec.decode(stored.data)
+        except (DecodeError, ValueError) as exc:
+            return UnreadableEvent(stored.sequence, stored.subject, str(exc))
+        return RecordedEvent(stored.sequence, stream, event, occurred_at, actor_id)
+
+
+class _HeadMoved(Exception):
+    """An unchecked append raced another writer: read the head again and retry."""
+
+
+def _expectation(stream: StreamId, expected: int) -> dict[str, str]:
+    return {"Nats-Expected-Last-Subject-Sequence": str(expected),
+            "Nats-Expected-Last-Subject-Sequence-Subject": stream_filter(stream)}
+
+
+class _ApiErrorBody(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _ApiReply(msgspec.Struct):
+    error: _ApiErrorBody | None = None
+
+
+def _raise_api_error(data: bytes) -> None:
+    reply = msgspec.json.decode(data, type=_ApiReply)
+    if reply.error is not None:
+        raise APIError(code=reply.error.code, err_code=reply.error.err_code,
+                       description=reply.error.description)
+
+
+__all__ = ["Claim", "JetStreamEventStore"]

@@ -1,0 +1,27 @@
+"""Real clock and id generator."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import UTC, datetime
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class UuidV7Ids:
+    """RFC 9562 UUIDv7: time-ordered, so ids sort roughly by creation and index well."""
+
+    def new_id(self) -> str:
+        millis = time.time_ns() // 1_000_000
+        rand = int.from_bytes(os.urandom(10), "big")
+        value = (millis & ((1 << 48) - 1)) << 80
+        value |= 0x7 << 76
+        value |= ((rand >> 62) & 0xFFF) << 64
+        value |= 0b10 << 62
+        value |= rand & ((1 << 62) - 1)
+        return str(uuid.UUID(int=value))

@@ -1,0 +1,151 @@
+"""Typed settings read from ``ALBATROSS_*`` environment variables.
+
+Settings are built once, in each process's ``main()``, from an explicit mapping (normally
+``os.environ``); nothing reads the environment at import time. ``SETTINGS_TABLE`` is the one
+source for both the parser and the configuration table in the README.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """An ``ALBATROSS_*`` variable holds a value that cannot be used."""
+
+
+def _int_in(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"expected an integer, got {raw!r}") from None
+        if not low <= value <= high:
+            raise ConfigError(f"expected {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _optional_str(raw: str) -> str | None:
+    return raw or None
+
+
+def _path(raw: str) -> Path:
+    return Path(raw)
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"expected a boolean, got {raw!r}")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().lower()
+    if level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(f"expected debug|info|warning|error, got {raw!r}")
+    return level
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingSpec:
+    field: str
+    env: str
+    default: str
+    parse: Callable[[str], Any]
+    description: str
+
+
+SETTINGS_TABLE: tuple[SettingSpec, ...] = (
+    SettingSpec("nats_url", "ALBATROSS_NATS_URL", "", _optional_str,
+                "NATS server URL(s), comma-separated. Empty: `albatross up` starts an "
+                "embedded nats-server."),
+    SettingSpec("database_url", "ALBATROSS_DATABASE_URL", "", _optional_str,
+                "PostgreSQL DSN. Empty: `albatross up` starts an embedded PostgreSQL."),
+    SettingSpec("data_dir", "ALBATROSS_DATA_DIR", ".albatross", _path,
+                "Where the embedded servers keep their data (survives restarts)."),
+    SettingSpec("http_host", "ALBATROSS_HTTP_HOST", "127.0.0.1", str,
+                "Address the public origin (gateway) listens on."),
+    SettingSpec("http_port", "ALBATROSS_HTTP_PORT", "8080", _int_in(0, 65535),
+                "Port of the public origin: web UI, `/api/*` and `/api/ws`."),
+    SettingSpec("projector_port", "ALBATROSS_PROJECTOR_PORT", "8081", _int_in(0, 65535),
+                "Operations port of the projector (`/healthz`, `/readyz`, `/metrics`)."),
+    SettingSpec("notifier_port", "ALBATROSS_NOTIFIER_PORT", "8082", _int_in(0, 65535),
+                "Port of the notifier (WebSocket and operations endpoints)."),
+    SettingSpec("admin_email", "ALBATROSS_ADMIN_EMAIL", "admin@albatross.local", str,
+                "Email of the first PlatformAdmin, created by bootstrap."),
+    SettingSpec("admin_password", "ALBATROSS_ADMIN_PASSWORD", "", _optional_str,
+                "Password of the first PlatformAdmin. Empty: a one-time password is "
+                "generated, printed once, and must be changed at first login."),
+    SettingSpec("session_ttl_seconds", "ALBATROSS_SESSION_TTL_SECONDS", "43200",
+                _int_in(60, 30 * 86400), "Lifetime of a login session (default 12 h)."),
+    SettingSpec("login_limit_per_address", "ALBATROSS_LOGIN_LIMIT_PER_ADDRESS", "0",
+                _int_in(0, 1_000_000),
+                "Failed logins allowed per client address per 15 min; `0` turns it off."),
+    SettingSpec("stream_replicas", "ALBATROSS_STREAM_REPLICAS", "1", _int_in(1, 5),
+                "JetStream replica count of the streams and buckets (3 in a cluster)."),
+    SettingSpec("allowed_origins", "ALBATROSS_ALLOWED_ORIGINS", "", _origins,
+                "Extra WebSocket `Origin`s allowed, comma-separated (same-origin always is)."),
+    SettingSpec("web_dir", "ALBATROSS_WEB_DIR", "web/dist", _path,
+                "Folder of the built web UI that the gateway serves at `/`."),
+    SettingSpec("log_level", "ALBATROSS_LOG_LEVEL", "info", _log_level,
+                "Minimum log level: debug, info, warning or error."),
+    SettingSpec("dev_mode", "ALBATROSS_DEV", "false", _bool,
+                "Human-readable console logs instead of JSON lines."),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Every setting a process may use; each process reads the fields it needs."""
+
+    nats_url: str | None
+    database_url: str | None
+    data_dir: Path
+    http_host: str
+    http_port: int
+    projector_port: int
+    notifier_port: int
+    admin_email: str
+    admin_password: str | None
+    session_ttl_seconds: int
+    login_limit_per_address: int
+    stream_replicas: int
+    allowed_origins: tuple[str, ...]
+    web_dir: Path
+    log_level: str
+    dev_mode: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        values: dict[str, Any] = {}
+        for spec in SETTINGS_TABLE:
+            raw = env.get(spec.env, spec.default)
+            try:
+                values[spec.field] = spec.parse(raw)
+            except ConfigError as exc:
+                raise ConfigError(f"{spec.env}: {exc}") from None
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def markdown_table() -> str:
+    """The configuration table for the README, generated so it cannot drift."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for spec in SETTINGS_TABLE:
+        default = f"`{spec.default}`" if spec.default else "(empty)"
+        lines.append(f"| `{spec.env}` | {default} | {spec.description} |")
+    return "\n".join(lines)

@@ -1,0 +1,177 @@
+"""The ports: what the application needs from the outside world, as typing Protocols.
+
+Adapters (in-memory for unit tests, JetStream/PostgreSQL for real) implement them; one contract
+test suite per port runs against every adapter.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from albatross.domain.events import Event
+
+# Ids and scopes become NATS subject tokens: anything else could inject wildcards.
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PLATFORM_SCOPE = "platform"
+
+
+def is_valid_token(value: str) -> bool:
+    return bool(_TOKEN.match(value))
+
+
+@dataclass(frozen=True)
+class StreamId:
+    """One aggregate's event stream: ``<scope>.<aggregate>.<aggregate_id>``.
+
+    ``scope`` is the owning tenant's id, or ``platform`` for what belongs to no tenant.
+    """
+
+    aggregate: str
+    aggregate_id: str
+    scope: str = PLATFORM_SCOPE
+
+    def __post_init__(self) -> None:
+        for name in ("aggregate", "aggregate_id", "scope"):
+            if not is_valid_token(getattr(self, name)):
+                raise InvalidStreamId(f"{name} {getattr(self, name)!r} is not a valid id")
+
+    @property
+    def key(self) -> str:
+        return f"{self.scope}.{self.aggregate}.{self.aggregate_id}"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A platform-wide unique value (a normalised email, a tenant ICAO) held by one stream."""
+
+    kind: str
+    value: str
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    """Events for one aggregate that land together, or not at all.
+
+    ``expected_version``: ``None`` skips the check, ``0`` means the stream must be new,
+    any other value must equal the stream's current version.
+    """
+
+    stream: StreamId
+    events: Sequence[Event]
+    expected_version: int | None
+    occurred_at: datetime
+    actor_id: str | None = None
+    idempotency_key: str | None = None
+    claims: Sequence[Claim] = ()
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """Store-wide sequences of what an append wrote.
+
+    ``sequence`` is the last event's: the stream's new version. ``public_sequence`` is the last
+    public (non-credential) event's, the position read models must reach to reflect the
+    append; ``None`` when the append held credentials only.
+    """
+
+    sequence: int
+    public_sequence: int | None
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    sequence: int
+    stream: StreamId
+    event: Event
+    occurred_at: datetime
+    actor_id: str | None
+
+
+@dataclass(frozen=True)
+class UnreadableEvent:
+    """A stored message that does not decode (unknown type, bad JSON, bad subject)."""
+
+    sequence: int
+    subject: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An aggregate's encoded state as of ``version``; a cache, never the source of truth."""
+
+    version: int
+    state: bytes = field(repr=False)
+
+
+class EventStoreError(Exception):
+    """Base of the event store's refusals."""
+
+
+class InvalidStreamId(EventStoreError, ValueError):
+    pass
+
+
+class WrongExpectedVersion(EventStoreError):
+    def __init__(self, stream: StreamId, expected: int | None, actual: int | None = None) -> None:
+        super().__init__(f"{stream.key}: expected version {expected}, store has {actual}")
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+
+
+class ClaimTaken(EventStoreError):
+    def __init__(self, claim: Claim) -> None:
+        super().__init__(f"{claim.kind} is already taken")
+        self.claim = claim
+
+
+class StoreUnavailable(EventStoreError):
+    """The store did not answer in time; nothing is known to have been written."""
+
+
+class EventStore(Protocol):
+    async def append(self, request: AppendRequest) -> AppendResult:
+        """Append atomically; idempotent per ``idempotency_key``.
+
+        Raises WrongExpectedVersion, ClaimTaken or StoreUnavailable.
+        """
+        ...
+
+    async def version(self, stream: StreamId) -> int:
+        """The sequence of the stream's last event, 0 when it has none."""
+        ...
+
+    async def load(self, stream: StreamId, after: int = 0) -> list[RecordedEvent]:
+        """The stream's events with a sequence above ``after``, oldest first."""
+        ...
+
+    async def read_after(self, sequence: int, limit: int) -> list[RecordedEvent | UnreadableEvent]:
+        """Up to ``limit`` events of every stream after ``sequence``, in store order."""
+        ...
+
+    async def last_sequence(self) -> int:
+        ...
+
+
+class SnapshotStore(Protocol):
+    async def get(self, key: str) -> Snapshot | None:
+        ...
+
+    async def put(self, key: str, snapshot: Snapshot) -> None:
+        ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        ...
+
+
+class IdGenerator(Protocol):
+    def new_id(self) -> str:
+        ...
