@@ -10,13 +10,17 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
+from albatross.application.principal import Principal
+from albatross.application.views import ApiKeyView, PirepView, TenantView, UserView
 from albatross.domain.events import Event
+from albatross.domain.rules import PirepStatus, Role
 
 # Ids and scopes become NATS subject tokens: anything else could inject wildcards.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 PLATFORM_SCOPE = "platform"
+T = TypeVar("T")
 
 
 def is_valid_token(value: str) -> bool:
@@ -174,4 +178,63 @@ class Clock(Protocol):
 
 class IdGenerator(Protocol):
     def new_id(self) -> str:
+        ...
+
+
+# Read side ------------------------------------------------------------------------------------
+
+class InvalidCursor(ValueError):
+    """A pagination cursor that this server did not issue (or for another list)."""
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    sequence: int
+    type: str
+    occurred_at: datetime
+    actor_id: str | None
+    data: dict[str, Any]
+
+
+class ReadModels(Protocol):
+    """The query side. Every method is scoped by the principal inside the query itself.
+
+    ``get_*`` return None for what does not exist *or* may not be seen (the API answers 404
+    for both). Lists are keyset-paginated, newest first.
+    """
+
+    async def get_tenant(self, principal: Principal, tenant_id: str) -> TenantView | None: ...
+
+    async def list_tenants(self, principal: Principal, *, limit: int,
+                           cursor: str | None) -> Page[TenantView]: ...
+
+    async def get_user(self, principal: Principal, user_id: str) -> UserView | None: ...
+
+    async def list_users(self, principal: Principal, *, tenant_id: str | None, role: Role | None,
+                         limit: int, cursor: str | None) -> Page[UserView]: ...
+
+    async def list_api_keys(self, principal: Principal, user_id: str, *, limit: int,
+                            cursor: str | None) -> Page[ApiKeyView]: ...
+
+    async def get_pirep(self, principal: Principal, pirep_id: str) -> PirepView | None: ...
+
+    async def list_pireps(self, principal: Principal, *, status: PirepStatus | None,
+                          pilot_id: str | None, tenant_id: str | None, limit: int,
+                          cursor: str | None) -> Page[PirepView]: ...
+
+    async def pirep_history(self, principal: Principal,
+                            pirep_id: str) -> list[HistoryItem] | None: ...
+
+    async def checkpoint(self) -> int:
+        """The last event-store sequence the read models reflect."""
+        ...
+
+    async def wait_for(self, sequence: int, timeout: float) -> bool:
+        """Wait (without polling) until ``checkpoint() >= sequence``; False on timeout."""
         ...
