@@ -52,7 +52,8 @@ def configure_logging(service: str, level: str = "info", *, human: bool = False,
     # Libraries (aiohttp, asyncpg, nats) log through the stdlib: render them the same way.
     handler = logging.StreamHandler(out)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processor=renderer,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
     ))
     root = logging.getLogger()
