@@ -1,0 +1,309 @@
+"""The ``albatross up`` supervisor with fake children (``python -c`` scripts), real signals.
+
+The real services and servers are not used here: the supervisor, the bootstrap step and the
+readiness announcement get injected commands and a fake infrastructure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from structlog.testing import CapturingLogger
+from structlog.typing import FilteringBoundLogger
+
+from albatross.config import Settings
+from albatross.lifecycle import Shutdown, StartupError
+from albatross.services.up import (
+    Backoff,
+    ServiceSpec,
+    Supervisor,
+    default_services,
+    public_url,
+    up,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+
+CRASHER = ("import sys; print('{\"event\": \"crasher up\"}'); sys.stderr.write('dying\\n'); "
+           "sys.exit(3)")
+SHORT_LIVED = "import sys, time; time.sleep(0.4); sys.exit(1)"
+
+
+def _capturing_log() -> tuple[FilteringBoundLogger, CapturingLogger]:
+    capture = CapturingLogger()
+    log: FilteringBoundLogger = structlog.wrap_logger(
+        capture, processors=[], wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    return log, capture
+
+
+def _events(capture: CapturingLogger, event: str) -> list[dict[str, Any]]:
+    return [call.kwargs for call in capture.calls if call.kwargs.get("event") == event]
+
+
+async def _until(predicate: Any, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_crashing_child_is_restarted_with_growing_backoff() -> None:
+    log, capture = _capturing_log()
+    out, err = io.BytesIO(), io.BytesIO()
+    supervisor = Supervisor([ServiceSpec("crasher", (PY, "-c", CRASHER))], env=dict(os.environ),
+                            log=log, backoff=Backoff(initial=0.05, maximum=0.2, reset_after=30),
+                            stdout=out, stderr=err)
+    stopping = asyncio.Event()
+    running = asyncio.create_task(supervisor.run(stopping))
+    await _until(lambda: supervisor.restarts["crasher"] >= 4, timeout=8)
+    stopping.set()
+    await asyncio.wait_for(running, 3)
+
+    restarts = _events(capture, "service exited; restarting")
+    assert [entry["restart_in_seconds"] for entry in restarts[:4]] == [0.05, 0.1, 0.2, 0.2]
+    assert restarts[0]["reason"] == "exit code 3: dying"
+    assert out.getvalue().count(b'{"event": "crasher up"}\n') >= 4
+    assert err.getvalue().count(b"dying\n") >= 4
+    assert supervisor.pid("crasher") is None
+
+
+async def test_the_backoff_resets_after_a_child_stayed_up_long_enough() -> None:
+    log, capture = _capturing_log()
+    supervisor = Supervisor([ServiceSpec("short", (PY, "-c", SHORT_LIVED))], env=dict(os.environ),
+                            log=log, backoff=Backoff(initial=0.05, maximum=5, reset_after=0.3),
+                            stdout=io.BytesIO(), stderr=io.BytesIO())
+    stopping = asyncio.Event()
+    running = asyncio.create_task(supervisor.run(stopping))
+    await _until(lambda: supervisor.restarts["short"] >= 2, timeout=8)
+    stopping.set()
+    await asyncio.wait_for(running, 3)
+    delays = [entry["restart_in_seconds"]
+              for entry in _events(capture, "service exited; restarting")]
+    assert delays[:2] == [0.05, 0.05]
+
+
+async def test_stopping_sigkills_a_child_that_ignores_sigterm() -> None:
+    log, capture = _capturing_log()
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ignoring', flush=True); time.sleep(60)")
+    out = io.BytesIO()
+    supervisor = Supervisor([ServiceSpec("stubborn", (PY, "-c", stubborn))], env=dict(os.environ),
+                            log=log, stop_timeout=0.5, stdout=out, stderr=io.BytesIO())
+    stopping = asyncio.Event()
+    running = asyncio.create_task(supervisor.run(stopping))
+    await _until(lambda: b"ignoring" in out.getvalue(), timeout=5)
+    pid = supervisor.pid("stubborn")
+    assert pid is not None
+    stopping.set()
+    started = time.monotonic()
+    await asyncio.wait_for(running, 5)
+    assert 0.4 < time.monotonic() - started < 3
+    assert [entry["child"] for entry in _events(capture, "service ignored SIGTERM; killing it")
+            ] == ["stubborn"]
+    assert _events(capture, "service stopped")[0]["code"] == -signal.SIGKILL
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert supervisor.restarts["stubborn"] == 0
+
+
+async def test_with_no_services_the_supervisor_still_runs_until_stopped() -> None:
+    log, _capture = _capturing_log()
+    stopping = asyncio.Event()
+    running = asyncio.create_task(Supervisor([], env={}, log=log).run(stopping))
+    await asyncio.sleep(0.2)
+    assert not running.done()
+    stopping.set()
+    await asyncio.wait_for(running, 1)
+
+
+_SUPERVISOR_SCRIPT = textwrap.dedent('''
+    import json, os, sys
+    from albatross.lifecycle import run_main
+    from albatross.observability import configure_logging, get_logger
+    from albatross.services.up import ServiceSpec, Supervisor
+
+    async def serve(shutdown):
+        configure_logging("up")
+        children = json.loads(sys.argv[1])
+        specs = [ServiceSpec(name, (sys.executable, "-c", code)) for name, code in children.items()]
+        supervisor = Supervisor(specs, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                log=get_logger("up"), stop_timeout=float(sys.argv[2]))
+        await supervisor.run(shutdown.requested)
+
+    run_main(serve, name="supervisor-test", cancel_after=None)
+''')
+
+_GRACEFUL_CHILD = textwrap.dedent('''
+    import json, os, signal, sys, time
+    def bye(*_):
+        time.sleep(0.2)
+        print(json.dumps({"event": "graceful bye"}), flush=True)
+        sys.exit(0)
+    signal.signal(signal.SIGTERM, bye)
+    print(json.dumps({"event": "child up", "name": "graceful", "pid": os.getpid()}), flush=True)
+    time.sleep(60)
+''')
+
+_STUBBORN_CHILD = textwrap.dedent('''
+    import json, os, signal, time
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(json.dumps({"event": "child up", "name": "stubborn", "pid": os.getpid()}), flush=True)
+    time.sleep(60)
+''')
+
+
+def test_sigterm_to_the_supervisor_stops_every_child_and_exits_0(tmp_path: Path) -> None:
+    script = tmp_path / "supervisor.py"
+    script.write_text(_SUPERVISOR_SCRIPT)
+    children = {"graceful": _GRACEFUL_CHILD, "stubborn": _STUBBORN_CHILD}
+    process = subprocess.Popen([PY, str(script), json.dumps(children), "1.0"], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    pids: dict[str, int] = {}
+    lines: list[str] = []
+    while len(pids) < 2:
+        line = process.stdout.readline()
+        assert line, f"supervisor ended early: {lines} {process.stderr and process.stderr.read()}"
+        lines.append(line)
+        record = json.loads(line)
+        if record.get("event") == "child up":
+            pids[record["name"]] = record["pid"]
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    rest, err = process.communicate(timeout=10)
+    elapsed = time.monotonic() - started
+    assert process.returncode == 0, err
+    assert elapsed < 5
+    records = [json.loads(line) for line in rest.splitlines()]
+    events = [(record["event"], record.get("child")) for record in records]
+    assert ("graceful bye", None) in events
+    assert ("service ignored SIGTERM; killing it", "stubborn") in events
+    assert not any(record["event"] == "service exited; restarting" for record in records)
+    for pid in pids.values():
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@dataclass
+class _FakeServers:
+    nats_url: str = "nats://127.0.0.1:4999"
+    database_url: str = "postgresql://fake@127.0.0.1:5999/albatross"
+    calls: list[tuple[Path, str | None, str | None]] = field(default_factory=list)
+    stopped: bool = False
+
+    @asynccontextmanager
+    async def __call__(self, data_dir: Path, *, nats_url: str | None = None,
+                       database_url: str | None = None) -> AsyncIterator[_FakeServers]:
+        self.calls.append((data_dir, nats_url, database_url))
+        try:
+            yield self
+        finally:
+            self.stopped = True
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+_FAKE_GATEWAY = textwrap.dedent('''
+    import http.server, json, os, sys
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/readyz" else 404)
+            self.end_headers()
+        def log_message(self, *args):
+            pass
+    server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+    print(json.dumps({"event": "gateway up", "nats": os.environ["ALBATROSS_NATS_URL"],
+                      "db": os.environ["ALBATROSS_DATABASE_URL"]}), flush=True)
+    server.serve_forever()
+''')
+
+
+async def test_up_runs_bootstrap_then_services_and_announces_the_url(tmp_path: Path) -> None:
+    port = _free_port()
+    settings = Settings.from_env({"ALBATROSS_HTTP_PORT": str(port),
+                                  "ALBATROSS_DATA_DIR": str(tmp_path / "data")})
+    servers = _FakeServers()
+    shutdown = Shutdown()
+    announce, out = io.StringIO(), io.BytesIO()
+    bootstrap = ServiceSpec("bootstrap", (PY, "-c", "print('admin password: s3cret')"))
+    gateway = ServiceSpec("gateway", (PY, "-c", _FAKE_GATEWAY, str(port)))
+    running = asyncio.create_task(up(
+        settings, shutdown, environ=dict(os.environ), infrastructure=servers,
+        services=[gateway], bootstrap=bootstrap, announce=announce, stdout=out,
+        stderr=io.BytesIO(), stop_timeout=2))
+    await _until(lambda: announce.getvalue() != "", timeout=8)
+    assert announce.getvalue() == f"Albatross is ready: http://127.0.0.1:{port}\n"
+    shutdown.request("test")
+    await asyncio.wait_for(running, 5)
+
+    assert servers.calls == [(tmp_path / "data", None, None)]
+    assert servers.stopped
+    lines = out.getvalue().decode().splitlines()
+    assert lines[0] == "admin password: s3cret"
+    assert json.loads(lines[1]) == {"event": "gateway up", "nats": servers.nats_url,
+                                    "db": servers.database_url}
+
+
+async def test_up_fails_with_the_bootstrap_message_and_stops_the_servers(
+        tmp_path: Path) -> None:
+    settings = Settings.from_env({"ALBATROSS_DATA_DIR": str(tmp_path),
+                                  "ALBATROSS_NATS_URL": "nats://elsewhere:4222"})
+    servers = _FakeServers()
+    failing = ServiceSpec("bootstrap", (PY, "-c", "import sys; "
+                                        "sys.exit('albatross-bootstrap: NATS is unreachable')"))
+    never = ServiceSpec("gateway", (PY, "-c", "raise SystemExit('must not start')"))
+    with pytest.raises(StartupError) as failure:
+        await up(settings, Shutdown(), environ={}, infrastructure=servers, services=[never],
+                 bootstrap=failing, stdout=io.BytesIO(), stderr=io.BytesIO())
+    assert str(failure.value) == ("bootstrap failed (exit code 1: "
+                                  "albatross-bootstrap: NATS is unreachable)")
+    assert servers.calls == [(tmp_path, "nats://elsewhere:4222", None)]
+    assert servers.stopped
+
+
+async def test_up_reports_servers_that_cannot_start(tmp_path: Path) -> None:
+    @asynccontextmanager
+    async def broken(data_dir: Path, *, nats_url: str | None = None,
+                     database_url: str | None = None) -> AsyncIterator[_FakeServers]:
+        if data_dir.exists():
+            raise OSError("address already in use")
+        yield _FakeServers()
+
+    with pytest.raises(StartupError, match="cannot start NATS/PostgreSQL: OSError: address"):
+        await up(Settings.from_env({"ALBATROSS_DATA_DIR": str(tmp_path)}), Shutdown(),
+                 environ={}, infrastructure=broken, services=[])
+
+
+def test_default_services_lists_only_modules_that_exist() -> None:
+    specs = default_services(("bootstrap", "no_such_service"))
+    assert [(spec.name, spec.command[1:]) for spec in specs] == [
+        ("bootstrap", ("-m", "albatross.services.bootstrap.main"))]
+
+
+def test_public_url_shows_a_reachable_address() -> None:
+    assert public_url("127.0.0.1", 8080) == "http://127.0.0.1:8080"
+    assert public_url("0.0.0.0", 80) == "http://127.0.0.1:80"
+    assert public_url("::", 8080) == "http://[::1]:8080"
