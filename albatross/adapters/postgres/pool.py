@@ -1,0 +1,65 @@
+"""asyncpg connections and pools with the codecs and settings every Albatross query expects.
+
+``json``/``jsonb`` values are encoded and decoded with msgspec (plain Python values in and out);
+prepared statements are cached per connection, so the hot read queries are parsed once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped, unused-ignore]
+import msgspec
+
+Pool = Any
+"""An ``asyncpg.Pool`` (asyncpg ships no type information)."""
+Connection = Any
+"""An ``asyncpg.Connection``."""
+
+STATEMENT_CACHE_SIZE = 512
+# Dead peers (a killed projector, a partitioned host) must release their advisory locks
+# quickly: the server probes idle client connections with TCP keepalives.
+SERVER_SETTINGS = {
+    "application_name": "albatross",
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
+
+
+def _encode_json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _decode_json(text: str) -> Any:
+    return msgspec.json.decode(text)
+
+
+async def init_connection(connection: Connection) -> None:
+    """Register the JSON codecs on a new connection (the pool calls this for each one)."""
+    for name in ("json", "jsonb"):
+        await connection.set_type_codec(name, schema="pg_catalog", encoder=_encode_json,
+                                        decoder=_decode_json, format="text")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
+                      command_timeout: float | None = 30.0,
+                      application_name: str = "albatross") -> Pool:
+    return await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout,
+        statement_cache_size=STATEMENT_CACHE_SIZE, init=init_connection,
+        server_settings={**SERVER_SETTINGS, "application_name": application_name})
+
+
+async def connect(dsn: str, *, timeout: float = 10.0,
+                  application_name: str = "albatross") -> Connection:
+    """One dedicated connection (leader lock, LISTEN, migrations) with the same codecs."""
+    connection = await asyncpg.connect(
+        dsn, timeout=timeout, statement_cache_size=STATEMENT_CACHE_SIZE,
+        server_settings={**SERVER_SETTINGS, "application_name": application_name})
+    try:
+        await init_connection(connection)
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
