@@ -32,6 +32,13 @@ class Topology:
     snapshots_bucket: str = "albatross_snapshots"
     changes_max_age_seconds: float = 7 * DAY
     duplicate_window_seconds: float = 120.0
+    # Credentials and request state shared by every gateway/notifier replica (KV buckets).
+    sessions_bucket: str = "albatross_sessions"
+    session_ttl_seconds: float = 12 * 3600.0
+    login_throttle_bucket: str = "albatross_login_throttle"
+    login_window_seconds: float = 15 * 60.0
+    idempotency_bucket: str = "albatross_idempotency"
+    idempotency_ttl_seconds: float = 10 * 60.0
 
     @property
     def snapshots_stream(self) -> str:
@@ -84,8 +91,46 @@ class Topology:
             deny_delete=False,
         )
 
+    def kv_config(self, bucket: str, ttl_seconds: float, description: str) -> StreamConfig:
+        """A KV bucket whose every entry expires ``ttl_seconds`` after its last write.
+
+        Laid out exactly as nats-py's ``create_key_value`` would (so ``js.key_value`` opens
+        it), but created through :func:`ensure_stream` so that a changed TTL setting is applied
+        to an existing bucket.
+        """
+        return StreamConfig(
+            name=f"KV_{bucket}",
+            description=description,
+            subjects=[f"$KV.{bucket}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            max_msgs_per_subject=1,
+            max_age=ttl_seconds,
+            duplicate_window=min(self.duplicate_window_seconds, ttl_seconds),
+            discard=DiscardPolicy.NEW,
+            allow_direct=True,
+            allow_rollup_hdrs=True,
+            allow_msg_ttl=True,
+            deny_delete=True,
+        )
+
+    def sessions_config(self) -> StreamConfig:
+        return self.kv_config(self.sessions_bucket, self.session_ttl_seconds,
+                              "Albatross login sessions by token hash (expire with the TTL)")
+
+    def login_throttle_config(self) -> StreamConfig:
+        return self.kv_config(self.login_throttle_bucket, self.login_window_seconds,
+                              "Albatross failed-login counters per email / address")
+
+    def idempotency_config(self) -> StreamConfig:
+        return self.kv_config(self.idempotency_bucket, self.idempotency_ttl_seconds,
+                              "Albatross Idempotency-Key bindings (10 min)")
+
     def all_streams(self) -> list[StreamConfig]:
-        return [self.events_config(), self.changes_config(), self.snapshots_config()]
+        return [self.events_config(), self.changes_config(), self.snapshots_config(),
+                self.sessions_config(), self.login_throttle_config(),
+                self.idempotency_config()]
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -1,0 +1,73 @@
+"""A JetStream KV bucket behind the :class:`albatross.application.auth_ports.KeyValue` port.
+
+Used for sessions (keyed by the SHA-256 of the token; the bucket's TTL is the session TTL),
+login throttles and PIREP idempotency keys. Every replica reads the same bucket with a Direct
+Get, so a logout is seen everywhere at once. NATS failures become ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.errors import ConnectionClosedError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue as NatsKeyValue
+
+from albatross.application.auth_ports import Entry
+from albatross.ports import StoreUnavailable
+
+_UNAVAILABLE = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError)
+
+
+class JetStreamKeyValue:
+    def __init__(self, kv: NatsKeyValue) -> None:
+        self._kv = kv
+
+    @classmethod
+    async def open(cls, js: JetStreamContext, bucket: str) -> JetStreamKeyValue:
+        return cls(await js.key_value(bucket))
+
+    async def get(self, key: str) -> Entry | None:
+        try:
+            entry = await self._kv.get(key)
+        except KeyNotFoundError:
+            return None
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"key-value get failed: {exc!r}") from exc
+        return Entry(value=entry.value or b"", revision=int(entry.revision or 0))
+
+    async def create(self, key: str, value: bytes) -> int | None:
+        try:
+            return int(await self._kv.create(key, value))
+        except KeyWrongLastSequenceError:
+            return None
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"key-value create failed: {exc!r}") from exc
+        except APIError as exc:
+            raise _unavailable_or(exc) from exc
+
+    async def update(self, key: str, value: bytes, revision: int) -> int | None:
+        try:
+            return int(await self._kv.update(key, value, last=revision))
+        except KeyWrongLastSequenceError:
+            return None
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"key-value update failed: {exc!r}") from exc
+        except APIError as exc:
+            raise _unavailable_or(exc) from exc
+
+    async def delete(self, key: str) -> None:
+        try:
+            await self._kv.delete(key)
+        except _UNAVAILABLE as exc:
+            raise StoreUnavailable(f"key-value delete failed: {exc!r}") from exc
+        except APIError as exc:
+            raise _unavailable_or(exc) from exc
+
+
+def _unavailable_or(exc: APIError) -> Exception:
+    if exc.code is not None and exc.code >= 500:
+        return StoreUnavailable(f"key-value store refused: {exc}")
+    return exc

@@ -1,0 +1,92 @@
+"""Password hashing with argon2id, off the event loop and with bounded concurrency.
+
+Parameters: argon2id, time cost 3, memory 64 MiB, parallelism 4 (RFC 9106's second
+recommended option, argon2-cffi's default profile). That is above every OWASP minimum
+(e.g. m=19 MiB/t=2/p=1 or m=46 MiB/t=1/p=1). One hash costs ~85 ms of wall time and ~135 ms
+of CPU on our 2-core machines, so hashes run in a thread pool (cffi releases the GIL) behind a
+semaphore: a burst of logins queues for the hasher instead of starving the event loop or
+exhausting memory (each hash holds 64 MiB while it runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    time_cost: int
+    memory_cost_kib: int
+    parallelism: int
+    hash_len: int = 32
+    salt_len: int = 16
+
+
+# The production parameters; a unit test asserts they stay at or above OWASP's minimum.
+PRODUCTION = Argon2Params(time_cost=3, memory_cost_kib=64 * 1024, parallelism=4)
+# Only for tests: orders of magnitude cheaper, never used by a process's main().
+TEST_ONLY_CHEAP = Argon2Params(time_cost=1, memory_cost_kib=64, parallelism=1)
+
+
+def default_concurrency() -> int:
+    # Each hash already uses ``parallelism`` lanes; one hash per two cores leaves CPU for
+    # the event loop (the gateway must keep answering while logins run).
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+class Argon2PasswordHasher:
+    """Implements :class:`albatross.application.auth_ports.PasswordHasher`."""
+
+    def __init__(self, params: Argon2Params = PRODUCTION, *,
+                 max_concurrency: int | None = None) -> None:
+        self.params = params
+        self._hasher = PasswordHasher(time_cost=params.time_cost,
+                                      memory_cost=params.memory_cost_kib,
+                                      parallelism=params.parallelism, hash_len=params.hash_len,
+                                      salt_len=params.salt_len, type=Type.ID)
+        workers = max_concurrency or default_concurrency()
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._slots = asyncio.Semaphore(workers)
+        self._dummy: str | None = None
+
+    async def hash(self, password: str) -> str:
+        return await self._run(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return await self._run(self._verify_sync, password_hash, password)
+
+    async def verify_dummy(self, password: str) -> None:
+        """Spend the time of a real verification (for an unknown email: equal timing)."""
+        if self._dummy is None:
+            self._dummy = await self.hash("albatross-dummy-password-for-timing")
+        await self.verify(self._dummy, password)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        try:
+            return self._hasher.check_needs_rehash(password_hash)
+        except InvalidHashError:
+            return True
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _verify_sync(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    async def _run(self, fn: Callable[..., T], *args: str) -> T:
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, fn, *args)

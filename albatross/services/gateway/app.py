@@ -1,0 +1,48 @@
+"""``create_app(deps)``: the gateway's aiohttp application, everything injected."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from albatross.services.gateway.deps import DEPS, GatewayDeps
+from albatross.services.gateway.docs_page import DOCS_HTML
+from albatross.services.gateway.middlewares import (
+    OPERATIONS_BY_ROUTE,
+    GatewayMetrics,
+    authentication,
+    context_middleware,
+)
+from albatross.services.gateway.openapi import build_openapi
+from albatross.services.gateway.routes import API, OPERATIONS, Operation
+from albatross.services.gateway.static import add_static_routes
+
+
+def create_app(deps: GatewayDeps) -> web.Application:
+    metrics = GatewayMetrics(deps.registry)
+    app = web.Application(
+        client_max_size=deps.body_limit,
+        middlewares=[context_middleware(metrics, deps.body_limit), authentication],
+    )
+    app[DEPS] = deps
+    by_route: dict[web.AbstractRoute, Operation] = {}
+    for operation in OPERATIONS:
+        route = app.router.add_route(operation.method, API + operation.path, operation.handler)
+        by_route[route] = operation
+    app[OPERATIONS_BY_ROUTE] = by_route
+
+    spec = msgspec.json.encode(build_openapi(OPERATIONS))
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.Response(body=spec, content_type="application/json")
+
+    async def docs(_request: web.Request) -> web.Response:
+        return web.Response(text=DOCS_HTML, content_type="text/html")
+
+    app.router.add_get(f"{API}/openapi.json", openapi)
+    app.router.add_get(f"{API}/docs", docs)
+    deps.ops.add_routes(app)
+    add_static_routes(app, deps.web_dir)
+    for resource in deps.resources:
+        app.cleanup_ctx.append(resource)
+    return app

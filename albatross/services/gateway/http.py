@@ -1,0 +1,137 @@
+"""Decoding requests and encoding responses: JSON bodies, query parameters, headers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar, get_args
+
+import msgspec
+from aiohttp import web
+
+from albatross.services.gateway.problems import ApiError
+from albatross.services.gateway.schemas import FieldProblem
+
+T = TypeVar("T")
+_encode = msgspec.json.Encoder().encode
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_UNKNOWN = re.compile(r"unknown field `([^`]*)`")
+_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def is_json(content_type: str) -> bool:
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json"))
+
+
+async def decode_body(request: web.Request, struct: type[T]) -> T:
+    """The request body as ``struct``: 400 for bad JSON / content type, 422 for bad values."""
+    if not is_json(request.content_type):
+        raise ApiError("malformed_request", "the body must be application/json")
+    raw = await request.read()
+    try:
+        value: Any = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise ApiError("malformed_request", "the body is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ApiError("validation_failed", "the body must be a JSON object",
+                       errors=[FieldProblem(field="", message="must be an object")])
+    known = set(getattr(struct, "__struct_encode_fields__", ()))
+    unknown = sorted(k for k in value if k not in known)
+    if unknown:
+        raise ApiError("validation_failed", "the body has unknown fields",
+                       errors=[FieldProblem(field=k[:100], message="is not a known field")
+                               for k in unknown[:20]])
+    try:
+        return msgspec.convert(value, struct)
+    except msgspec.ValidationError as exc:
+        raise ApiError("validation_failed", "the request is not valid",
+                       errors=[field_problem(str(exc))]) from None
+
+
+def field_problem(message: str) -> FieldProblem:
+    """msgspec's "Expected `str`, got `int` - at `$.email`" as ``{field, message}``."""
+    unknown = _UNKNOWN.search(message)
+    if unknown:
+        return FieldProblem(field=unknown.group(1), message="is not a known field")
+    text, _, _where = message.partition(" - at `")
+    match = _PATH.search(message)
+    path = match.group(1) if match else ""
+    if text.startswith("Object missing required field"):
+        missing = re.search(r"`([^`]*)`", text)
+        field = f"{path}.{missing.group(1)}" if path and missing else (
+            missing.group(1) if missing else path)
+        return FieldProblem(field=field, message="is required")
+    return FieldProblem(field=path, message=text)
+
+
+def json_response(value: object, *, status: int = 200, sequence: int | None = None,
+                  headers: dict[str, str] | None = None) -> web.Response:
+    all_headers = dict(headers or {})
+    if sequence is not None:
+        all_headers["Albatross-Sequence"] = str(sequence)
+    return web.Response(body=_encode(value), status=status, content_type="application/json",
+                        headers=all_headers)
+
+
+def no_content(sequence: int) -> web.Response:
+    return web.Response(status=204, headers={"Albatross-Sequence": str(sequence)})
+
+
+def path_id(request: web.Request, name: str) -> str:
+    return request.match_info[name]
+
+
+def query_str(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is None or value == "":
+        return None
+    if len(value) > 200:
+        raise ApiError("validation_failed", f"{name} is too long",
+                       errors=[FieldProblem(field=name, message="is too long")])
+    return value
+
+
+def query_choice(request: web.Request, name: str, literal: Any) -> Any:
+    value = query_str(request, name)
+    choices = get_args(literal)
+    if value is not None and value not in choices:
+        raise ApiError("validation_failed", f"{name} is not valid",
+                       errors=[FieldProblem(field=name,
+                                            message=f"must be one of {', '.join(choices)}")])
+    return value
+
+
+def page_params(request: web.Request) -> tuple[int, str | None]:
+    raw = request.query.get("limit")
+    limit = DEFAULT_LIMIT
+    if raw is not None:
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            raise ApiError("validation_failed", "limit must be 1..200",
+                           errors=[FieldProblem(field="limit",
+                                                message=f"must be an integer 1..{MAX_LIMIT}")])
+        limit = int(raw)
+    return limit, query_str(request, "cursor")
+
+
+def if_match_version(request: web.Request) -> int | None:
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    match = _IF_MATCH.match(raw)
+    if match is None:
+        # A tag we never issued cannot match the current version.
+        raise ApiError("precondition_failed", "If-Match must be a version we issued, e.g. \"3\"")
+    return int(match.group(1))
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= 255 or not raw.isprintable():
+        raise ApiError("validation_failed", "Idempotency-Key is not valid",
+                       errors=[FieldProblem(field="Idempotency-Key",
+                                            message="must be 1 to 255 printable characters")])
+    return raw

@@ -1,0 +1,102 @@
+"""``albatross-gateway``: the public REST API (and the web UI's files) on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import timedelta
+
+import nats
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from albatross.adapters.jetstream.topology import Topology
+from albatross.config import Settings
+from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
+from albatross.observability import configure_logging, get_logger
+from albatross.ops_http import OpsEndpoints
+from albatross.services.gateway.app import create_app
+from albatross.services.gateway.container import build_gateway_deps, closing
+
+DRAIN_SECONDS = 5.0  # in-flight requests get this long after SIGTERM
+
+
+def topology_of(settings: Settings) -> Topology:
+    return Topology(replicas=settings.stream_replicas,
+                    session_ttl_seconds=float(settings.session_ttl_seconds))
+
+
+async def serve(settings: Settings, shutdown: Shutdown) -> None:
+    log = get_logger("gateway")
+    if not settings.nats_url:
+        raise StartupError("ALBATROSS_NATS_URL is required")
+    if not settings.database_url:
+        raise StartupError("ALBATROSS_DATABASE_URL is required")
+    from albatross.adapters.postgres.read_models import PostgresReadModels
+
+    nc = await connect_dependency(
+        f"NATS at {settings.nats_url}",
+        nats.connect(settings.nats_url.split(","), connect_timeout=5,
+                     max_reconnect_attempts=-1, name="albatross-gateway"), timeout=15)
+    try:
+        read_models = await connect_dependency(
+            "PostgreSQL", PostgresReadModels.open(settings.database_url, max_size=16),
+            timeout=15)
+    except BaseException:
+        await nc.close()
+        raise
+    registry = CollectorRegistry()
+    stopping = asyncio.Event()
+    ops = OpsEndpoints(registry, stopping=stopping)
+
+    async def nats_ready() -> None:
+        if not nc.is_connected:
+            raise ConnectionError("not connected")
+        await nc.flush(timeout=1)
+
+    async def postgres_ready() -> None:
+        await read_models.checkpoint()
+
+    ops.add_check("nats", nats_ready)
+    ops.add_check("postgres", postgres_ready)
+
+    async def close_connections() -> None:
+        await read_models.close()
+        await nc.drain()
+
+    try:
+        deps = await build_gateway_deps(
+            nc, topology_of(settings), read_models, registry=registry, ops=ops,
+            session_ttl=timedelta(seconds=settings.session_ttl_seconds),
+            login_limit_per_address=settings.login_limit_per_address,
+            web_dir=settings.web_dir, resources=(closing(close_connections),))
+    except Exception as exc:
+        await close_connections()
+        raise StartupError(f"cannot open the JetStream buckets (run albatross-bootstrap "
+                           f"first?): {exc!r}") from exc
+    app = create_app(deps)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_SECONDS)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
+                               f"{exc.strerror}") from exc
+        log.info("gateway listening", host=settings.http_host, port=settings.http_port)
+        await shutdown.wait()
+        log.info("gateway stopping", reason=shutdown.reason)
+        stopping.set()
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    settings = Settings.from_env(os.environ)
+    configure_logging("gateway", settings.log_level, human=settings.dev_mode)
+    run_main(lambda shutdown: serve(settings, shutdown), name="albatross-gateway")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The gateway's middlewares, outermost first: context, then authentication.
+
+``context``: request id (``X-Request-Id``, echoed), structlog context, the body-size limit,
+one access-log line and the metrics per request, and the error mapper (every exception becomes
+problem+json; an unexpected one is logged with its traceback and answered 500 without
+internals). ``authentication``: the principal for operations that need one, the
+``password_change_required`` gate and the ``Albatross-Min-Sequence`` wait of GET requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from albatross.application.errors import PasswordChangeRequired
+from albatross.application.principal import Principal
+from albatross.observability import get_logger
+from albatross.services.gateway.deps import DEPS, PRINCIPAL, REQUEST_ID, SECRET
+from albatross.services.gateway.problems import ApiError, known_problem, problem_response
+from albatross.services.gateway.routes import Operation
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+OPERATIONS_BY_ROUTE = web.AppKey("albatross.operations", dict[web.AbstractRoute, Operation])
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_HTTP_CODES = {400: "malformed_request", 401: "unauthorized", 403: "forbidden",
+               404: "not_found", 405: "method_not_allowed", 409: "conflict",
+               412: "precondition_failed", 413: "payload_too_large", 415: "malformed_request",
+               422: "validation_failed", 429: "rate_limited", 503: "unavailable"}
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("albatross_http_requests", "HTTP requests answered",
+                                ["method", "route", "status"], registry=registry)
+        self.duration = Histogram("albatross_http_request_duration_seconds",
+                                  "Time to answer an HTTP request", ["method", "route"],
+                                  registry=registry,
+                                  buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
+                                           2.5, 5, 10))
+        self.unhandled = Counter("albatross_http_unhandled_errors",
+                                 "Requests answered 500 (bugs)", registry=registry)
+
+
+def _route_label(request: web.Request) -> str:
+    info = request.match_info
+    if info.http_exception is not None:
+        return "unmatched"
+    resource = info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _aiohttp_problem(exc: web.HTTPException) -> web.StreamResponse:
+    if exc.status < 400:
+        return exc  # redirects and the like are real responses
+    code = _HTTP_CODES.get(exc.status, "malformed_request" if exc.status < 500 else "internal")
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    detail = {404: "no such resource", 405: "this method is not allowed here",
+              413: "the request body is larger than 64 KiB"}.get(exc.status, exc.reason)
+    return problem_response(code, detail, headers=headers)
+
+
+def context_middleware(metrics: GatewayMetrics, body_limit: int) -> Middleware:
+    log = get_logger("gateway.http")
+
+    @web.middleware
+    async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get("X-Request-Id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request[REQUEST_ID] = request_id
+        started = time.perf_counter()
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                if (request.content_length or 0) > body_limit:
+                    raise ApiError("payload_too_large", "the request body is larger than 64 KiB")
+                response = await handler(request)
+            except web.HTTPException as exc:
+                response = _aiohttp_problem(exc)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                answer = known_problem(exc)
+                if answer is None:
+                    metrics.unhandled.inc()
+                    log.exception("unhandled error", method=request.method, path=request.path)
+                    answer = problem_response("internal", "an unexpected error occurred")
+                elif answer.status == 503:
+                    log.warning("dependency unavailable", error=type(exc).__name__,
+                                path=request.path)
+                response = answer
+            response.headers["X-Request-Id"] = request_id
+            elapsed = time.perf_counter() - started
+            route = _route_label(request)
+            metrics.requests.labels(request.method, route, str(response.status)).inc()
+            metrics.duration.labels(request.method, route).observe(elapsed)
+            log.info("request", method=request.method, path=request.path,
+                     status=response.status, ms=round(elapsed * 1000, 2))
+        return response
+
+    return context
+
+
+def _secret_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    key = request.headers.get("X-API-Key")
+    return key.strip() if key else None
+
+
+def _unauthorized(detail: str) -> ApiError:
+    return ApiError("unauthorized", detail,
+                    headers={"WWW-Authenticate": 'Bearer realm="albatross"'})
+
+
+def _may_act_before_password_change(operation: Operation, request: web.Request,
+                                    principal: Principal) -> bool:
+    if not operation.before_password_change:
+        return False
+    user_id = request.match_info.get("user_id")
+    return user_id is None or user_id == principal.user_id
+
+
+def _min_sequence(request: web.Request) -> int | None:
+    raw = request.headers.get("Albatross-Min-Sequence")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 18:
+        raise ApiError("malformed_request", "Albatross-Min-Sequence must be a non-negative integer")
+    return int(raw)
+
+
+@web.middleware
+async def authentication(request: web.Request, handler: Handler) -> web.StreamResponse:
+    operation = request.app[OPERATIONS_BY_ROUTE].get(request.match_info.route)
+    if operation is None:
+        return await handler(request)
+    deps = request.app[DEPS]
+    if not operation.auth:
+        return await _after_auth(request, handler, operation)
+    secret = _secret_of(request)
+    if not secret:
+        raise _unauthorized("send a session token or API key: Authorization: Bearer <secret>")
+    principal = await deps.authenticator.authenticate(secret)
+    if principal is None:
+        raise _unauthorized("the session token or API key is not valid (expired or revoked?)")
+    request[PRINCIPAL] = principal
+    request[SECRET] = secret
+    with structlog.contextvars.bound_contextvars(user_id=principal.user_id,
+                                                 tenant_id=principal.tenant_id):
+        if principal.must_change_password and not _may_act_before_password_change(
+                operation, request, principal):
+            raise PasswordChangeRequired("change your password first: "
+                                         f"POST /api/users/{principal.user_id}/password")
+        return await _after_auth(request, handler, operation)
+
+
+async def _after_auth(request: web.Request, handler: Handler,
+                      operation: Operation) -> web.StreamResponse:
+    if operation.method == "GET":
+        wanted = _min_sequence(request)
+        if wanted:
+            deps = request.app[DEPS]
+            if not await deps.read_models.wait_for(wanted, deps.min_sequence_wait):
+                raise ApiError("unavailable",
+                               f"the read models have not reached sequence {wanted} yet",
+                               headers={"Retry-After": "1"})
+    return await handler(request)

@@ -1,0 +1,106 @@
+"""The OpenAPI 3.1 document, generated from the route table and the handlers' msgspec types."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from albatross.services.gateway.problems import STATUS_OF, TITLES
+from albatross.services.gateway.routes import API, Operation
+from albatross.services.gateway.schemas import Problem
+
+REF = "#/components/schemas/{name}"
+_PATH_PARAM = re.compile(r"{([a-z_]+)}")
+_ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 64}
+
+_SEQUENCE_HEADER = {"description": "Event-store sequence of the last event appended (0: none). "
+                    "Send it back as Albatross-Min-Sequence to read your writes.",
+                    "schema": {"type": "integer", "minimum": 0}}
+_RETRY_HEADER = {"description": "Seconds to wait before trying again",
+                 "schema": {"type": "integer", "minimum": 1}}
+_MIN_SEQUENCE = {"name": "Albatross-Min-Sequence", "in": "header", "required": False,
+                 "description": "Answer only once the read models reflect this event-store "
+                                "sequence (waits at most 5 s, then 503)",
+                 "schema": {"type": "integer", "minimum": 0}}
+
+
+def build_openapi(operations: tuple[Operation, ...], *, version: str = "1.0.0") -> dict[str, Any]:
+    types: list[Any] = [Problem]
+    for op in operations:
+        types.extend(t for t in (op.response, op.body) if t is not None)
+    schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+    schema_of = dict(zip(map(id, types), schemas, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(API + op.path, {})[op.method.lower()] = _operation(op, schema_of)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Albatross API", "version": version,
+                 "description": "Multi-tenant platform for virtual airlines. Errors are RFC "
+                                "9457 problem+json with a stable `code`; see /api/docs."},
+        "servers": [{"url": "/"}],
+        "tags": [{"name": t} for t in ("auth", "tenants", "users", "apikeys", "pireps")],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "A session token from /api/auth/login, or an API key"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            },
+        },
+    }
+
+
+def _operation(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
+                           "tags": [op.tag]}
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": _ID_SCHEMA}
+        for name in _PATH_PARAM.findall(op.path)]
+    parameters += [{"name": p.name, "in": "query", "required": False,
+                    "description": p.description, "schema": p.schema} for p in op.query]
+    if op.method == "GET" and op.auth:
+        parameters.append(_MIN_SEQUENCE)
+    if op.idempotency_key:
+        parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                           "description": "A retry with the same key by the same user within "
+                                          "10 min returns the first result",
+                           "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
+    if op.if_match:
+        parameters.append({"name": "If-Match", "in": "header", "required": False,
+                           "description": 'The PIREP version, e.g. "3" (its ETag)',
+                           "schema": {"type": "string"}})
+    if parameters:
+        out["parameters"] = parameters
+    if op.body is not None:
+        out["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": schema_of[id(op.body)]}}}
+    out["security"] = [{"bearer": []}, {"apiKey": []}] if op.auth else []
+    out["responses"] = _responses(op, schema_of)
+    return out
+
+
+def _responses(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
+    headers: dict[str, Any] = {"Albatross-Sequence": _SEQUENCE_HEADER} if op.is_command else {}
+    success: dict[str, Any] = {"description": "Success"}
+    if headers:
+        success["headers"] = headers
+    if op.response is not None:
+        success["content"] = {"application/json": {"schema": schema_of[id(op.response)]}}
+    responses: dict[str, Any] = {str(op.status): success}
+    by_status: dict[int, list[str]] = {}
+    for code in (*op.errors, "internal"):
+        by_status.setdefault(STATUS_OF[code], []).append(code)
+    if op.method != "GET" or op.body is not None:
+        by_status.setdefault(413, ["payload_too_large"])
+    for status, codes in sorted(by_status.items()):
+        entry: dict[str, Any] = {
+            "description": "; ".join(f"`{c}`: {TITLES[c]}" for c in codes),
+            "content": {"application/problem+json": {"schema": schema_of[id(Problem)]}}}
+        if status in (429, 503):
+            entry["headers"] = {"Retry-After": _RETRY_HEADER}
+        responses[str(status)] = entry
+    return responses

@@ -1,0 +1,42 @@
+"""The web UI's files at ``/``, with a single-page-app fallback to ``index.html``.
+
+Only when the folder exists (the UI is built separately). Paths under ``/api/`` never fall
+back: an unknown API path is a 404 problem, not the UI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from albatross.services.gateway.problems import problem_response
+
+StaticHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def spa_handler(root: Path) -> StaticHandler:
+    base = root.resolve()
+    index = base / "index.html"
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        tail = request.match_info.get("tail", "")
+        if tail == "api" or tail.startswith("api/"):
+            return problem_response("not_found", "no such resource")
+        candidate = (base / tail).resolve()
+        # resolve() + is_relative_to: no "../" or symlink escapes from the UI folder.
+        if tail and candidate.is_relative_to(base) and candidate.is_file():
+            return web.FileResponse(candidate)
+        if index.is_file():
+            return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+        return problem_response("not_found", "no such resource")
+
+    return serve
+
+
+def add_static_routes(app: web.Application, root: Path | None) -> None:
+    if root is None or not root.is_dir():
+        return
+    handler = spa_handler(root)
+    app.router.add_get("/{tail:.*}", handler)
