@@ -249,7 +249,8 @@ async def test_pilot_count_counts_pilots_only(harness: Harness) -> None:
     w = await fed(harness)
     a = await harness.models.get_tenant(w.principal("pa"), "ta")
     b = await harness.models.get_tenant(w.principal("pa"), "tb")
-    assert a is not None and b is not None
+    assert a is not None
+    assert b is not None
     assert (a.pilot_count, b.pilot_count) == (2, 1)
     assert (a.name, a.icao, a.iata, a.created_at) == ("Airline AAA", "AAA", None,
                                                        w.records[0].occurred_at)
@@ -275,7 +276,8 @@ async def test_users_are_scoped_and_a_pilot_sees_no_other_email(harness: Harness
     assert await m.get_user(w.principal("p-a1"), "p-b1") is None
     assert await m.get_user(w.principal("ta-a"), "pa") is None
     other = await m.get_user(w.principal("p-a1"), "ta-a")
-    assert other is not None and other.email is None
+    assert other is not None
+    assert other.email is None
     assert (await m.get_user(w.principal("pa"), "pa")) is not None
 
 
@@ -305,7 +307,8 @@ async def test_user_view_carries_flight_figures_and_password_flag(harness: Harne
     assert other is not None
     assert (other.flight_count, other.flight_minutes, other.must_change_password) == (0, 0, True)
     b1 = await m.get_user(w.principal("pa"), "p-b1")
-    assert b1 is not None and (b1.flight_count, b1.flight_minutes) == (1, 120)
+    assert b1 is not None
+    assert (b1.flight_count, b1.flight_minutes) == (1, 120)
 
 
 # API keys --------------------------------------------------------------------------------
@@ -316,8 +319,10 @@ async def test_api_keys_follow_the_role_table(harness: Harness) -> None:
     own = await m.list_api_keys(w.principal("p-a1"), "p-a1", limit=50, cursor=None)
     assert [k.id for k in own.items] == ["k-a1-2", "k-a1-1"]
     revoked = own.items[0]
-    assert revoked.revoked_at is not None and own.items[1].revoked_at is None
-    assert revoked.prefix == "alb_1234" and revoked.last_used_at is None
+    assert revoked.revoked_at is not None
+    assert own.items[1].revoked_at is None
+    assert revoked.prefix == "alb_1234"
+    assert revoked.last_used_at is None
     # A pilot may not list another pilot's keys; a tenant admin may, in their own tenant.
     assert (await m.list_api_keys(w.principal("p-a2"), "p-a1", limit=50, cursor=None)).items == []
     ta = await m.list_api_keys(w.principal("ta-a"), "p-a1", limit=50, cursor=None)
@@ -359,7 +364,9 @@ async def test_pireps_are_scoped_filtered_and_versioned(harness: Harness) -> Non
     assert (r1.submitted_at, r1.reviewed_at) == (submitted.occurred_at, accepted.occurred_at)
     assert (r1.flight_time_minutes, r1.fuel_used_kg, r1.source) == (60, 2500.5, "acars")
     r3 = await m.get_pirep(w.principal("pa"), "r-3")
-    assert r3 is not None and r3.status == "pending" and r3.reviewed_at is None
+    assert r3 is not None
+    assert r3.status == "pending"
+    assert r3.reviewed_at is None
 
 
 async def test_history_lists_the_pireps_events_oldest_first(harness: Harness) -> None:
@@ -477,7 +484,8 @@ async def test_unprojectable_events_are_recorded_and_skipped(harness: Harness) -
     pa = w.principal("pa")
     assert (await harness.models.get_tenant(pa, "tc")) is not None
     a = await harness.models.get_tenant(pa, "ta")
-    assert a is not None and a.pilot_count == 2
+    assert a is not None
+    assert a.pilot_count == 2
 
 
 # Read-your-writes ------------------------------------------------------------------------
@@ -544,10 +552,10 @@ async def answers(models: ReadModels, records: list[RecordedEvent]) -> list[Any]
     for p in principals[:8]:
         out.append(await walk(lambda **kw: models.list_tenants(p, **kw), 2))  # noqa: B023
         for role in (None, "Pilot"):
-            out.append(await walk(lambda **kw: models.list_users(  # noqa: B023
+            out.append(await walk(lambda **kw: models.list_users(
                 p, tenant_id=None, role=role, **kw), 7))  # noqa: B023
         for status in (None, "pending", "accepted"):
-            out.append(await walk(lambda **kw: models.list_pireps(  # noqa: B023
+            out.append(await walk(lambda **kw: models.list_pireps(
                 p, status=status, pilot_id=None, tenant_id="t1", **kw), 5))  # noqa: B023
         out.append(await walk(lambda **kw: models.list_api_keys(p, "u010", **kw), 3))  # noqa: B023
     return out

@@ -1,0 +1,156 @@
+"""The projector's main loop: lead, then fetch → apply in one transaction → ack → publish.
+
+Exactly-once effect: a batch's rows, outbox rows and checkpoint commit together on the leader's
+lock connection, the ack goes out only after the commit, and whatever is delivered again is at
+or below the checkpoint and skipped. A crash anywhere in between loses nothing (un-acked events
+come back) and doubles nothing (the checkpoint filters them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+
+from nats.aio.client import Client as NATS
+from nats.errors import Error as NatsError
+from nats.js.errors import Error as JetStreamError
+
+from albatross.adapters.codec import EventCodec
+from albatross.adapters.postgres.applier import BatchApplier
+from albatross.adapters.postgres.migrations import READ_MODEL_SCHEMA
+from albatross.adapters.postgres.pool import connect
+from albatross.observability import get_logger
+from albatross.services.projector.consumer import Delivery, EventConsumer
+from albatross.services.projector.leader import Leadership, acquire
+from albatross.services.projector.metrics import ProjectorMetrics
+from albatross.services.projector.outbox import OutboxPublisher
+
+_log = get_logger(__name__)
+_ERROR_PAUSE = 0.5
+
+
+class Projector:
+    def __init__(self, nc: NATS, dsn: str, codec: EventCodec, metrics: ProjectorMetrics, *,
+                 events_stream: str, changes_stream: str, schema: str = READ_MODEL_SCHEMA,
+                 batch: int = 500, leader_retry: float = 0.5) -> None:
+        self._dsn = dsn
+        self._metrics = metrics
+        self._leader_retry = leader_retry
+        self._applier = BatchApplier(schema)
+        self._consumer = EventConsumer(nc, codec, events_stream, batch=batch)
+        self._publisher = OutboxPublisher(nc, changes_stream, schema, metrics)
+        self.leading = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Stand by, lead when the lock is free, until ``stop``."""
+        while not stop.is_set():
+            leadership = await acquire(self._dsn, stop, self._leader_retry)
+            if leadership is None:
+                return
+            _log.info("projector is the active applier")
+            self._metrics.leader.set(1)
+            self.leading.set()
+            try:
+                await self._lead(leadership, stop)
+            finally:
+                self.leading.clear()
+                self._metrics.leader.set(0)
+                await self._consumer.close()
+                await leadership.release()
+            if not stop.is_set():
+                _log.warning("projector lost the applier lock; standing by")
+
+    async def _lead(self, leadership: Leadership, stop: asyncio.Event) -> None:
+        publisher_stop = asyncio.Event()
+        publisher_connection = await connect(self._dsn,
+                                             application_name="albatross-projector-outbox")
+        publisher = asyncio.create_task(self._publisher.run(publisher_connection,
+                                                            publisher_stop))
+        try:
+            await self._apply_loop(leadership, stop)
+        finally:
+            publisher_stop.set()
+            # Let the publisher finish what is committed, within the stop deadline.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(publisher, timeout=3.0)
+            with contextlib.suppress(Exception):
+                await publisher_connection.close(timeout=2)
+
+    async def _apply_loop(self, leadership: Leadership, stop: asyncio.Event) -> None:
+        connection = leadership.connection
+        checkpoint = await self._applier.checkpoint(connection)
+        await self._reposition(checkpoint, "start")
+        while not stop.is_set() and leadership.held():
+            try:
+                messages = await self._consumer.fetch()
+            except (NatsError, JetStreamError, TimeoutError) as exc:
+                _log.warning("fetch failed", error=repr(exc))
+                await asyncio.sleep(_ERROR_PAUSE)
+                checkpoint = await self._recover(leadership)
+                continue
+            if not messages:
+                self._metrics.lag_events.set(0)
+                self._metrics.lag_seconds.set(0)
+                continue
+            delivery = self._consumer.decode(messages, checkpoint)
+            if not delivery.in_order:
+                await self._reposition(checkpoint, "deliveries out of order")
+                continue
+            try:
+                checkpoint = await self._apply(leadership, delivery)
+            except Exception as exc:
+                if not leadership.held():
+                    return
+                _log.error("batch failed; retrying from the checkpoint", error=repr(exc))
+                await asyncio.sleep(_ERROR_PAUSE)
+                checkpoint = await self._recover(leadership)
+
+    async def _apply(self, leadership: Leadership, delivery: Delivery) -> int:
+        started = time.monotonic()
+        connection = leadership.connection
+        async with connection.transaction():
+            result = await self._applier.apply(connection, delivery.records)
+        committed = datetime.now(UTC)
+        # After the commit only: an ack lost now merely brings back duplicates.
+        with contextlib.suppress(NatsError, JetStreamError, TimeoutError):
+            await delivery.messages[-1].ack()
+        metrics = self._metrics
+        metrics.batch_seconds.observe(time.monotonic() - started)
+        metrics.batches.inc()
+        metrics.events_applied.inc(result.applied)
+        metrics.duplicates.inc(result.duplicates)
+        metrics.checkpoint.set(result.checkpoint)
+        last = delivery.messages[-1].metadata
+        metrics.lag_events.set(last.num_pending)
+        metrics.lag_seconds.set(max(0.0, (committed - last.timestamp).total_seconds()))
+        for msg in delivery.messages:
+            if msg.metadata.num_delivered == 1:
+                age = (committed - msg.metadata.timestamp).total_seconds()
+                metrics.event_latency.observe(max(0.0, age))
+        for poison in result.poison:
+            metrics.poison.inc()
+            _log.warning("poison event recorded and skipped", sequence=poison.sequence,
+                         subject=poison.subject, reason=poison.reason)
+        if result.changes:
+            self._publisher.wake.set()
+        return result.checkpoint
+
+    async def _recover(self, leadership: Leadership) -> int:
+        """Re-read the checkpoint and move the consumer back to it (if still leading)."""
+        while leadership.held():
+            try:
+                checkpoint = await self._applier.checkpoint(leadership.connection)
+                await self._reposition(checkpoint, "error")
+                return checkpoint
+            except Exception as exc:
+                _log.warning("cannot reposition yet", error=repr(exc))
+                await asyncio.sleep(_ERROR_PAUSE)
+        return 0
+
+    async def _reposition(self, checkpoint: int, why: str) -> None:
+        self._metrics.resets.inc()
+        self._metrics.checkpoint.set(checkpoint)
+        _log.info("consumer positioned after the checkpoint", checkpoint=checkpoint, reason=why)
+        await self._consumer.position_at(checkpoint)

@@ -1,0 +1,492 @@
+"""The projector against real servers: exactly-once under redelivery and SIGKILL, the outbox,
+read-your-writes, poison events, leader failover and the rebuild's atomic swap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import nats
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import CollectorRegistry
+
+from albatross.adapters.codec import EventCodec
+from albatross.adapters.jetstream.event_store import JetStreamEventStore
+from albatross.adapters.jetstream.topology import Topology, ensure_topology
+from albatross.adapters.postgres.applier import BatchApplier
+from albatross.adapters.postgres.migrations import apply_migrations, migrate
+from albatross.adapters.postgres.pool import connect
+from albatross.adapters.postgres.read_models import PostgresReadModels
+from albatross.application.principal import Principal
+from albatross.domain.aggregates import default_registry
+from albatross.domain.events import Event
+from albatross.domain.pireps import FlightDetails, PirepAccepted, PirepRejected, PirepSubmitted
+from albatross.domain.tenants import TenantCreated
+from albatross.domain.users import (
+    ApiKeyCreated,
+    ApiKeyHashIssued,
+    ApiKeyRevoked,
+    PasswordHashSet,
+    UserRegistered,
+)
+from albatross.infra._process import free_port, http_get
+from albatross.infra.nats_server import NatsServer
+from albatross.ports import PLATFORM_SCOPE, AppendRequest, StreamId
+from albatross.services.projector.metrics import ProjectorMetrics
+from albatross.services.projector.rebuild import rebuild, replay
+from albatross.services.projector.runner import Projector
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+TOPOLOGY = Topology()
+TABLES = {"tenants": "id", "users": "id", "api_keys": "id", "pireps": "id",
+          "pirep_history": "pirep_id, sequence", "poison_events": "sequence"}
+ADMIN = Principal(user_id="admin", role="PlatformAdmin", tenant_id=None, session_id="s")
+
+
+# Servers ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def dsn(database_url: str) -> Iterator[str]:
+    """A private database for one test, on the session's PostgreSQL."""
+    name = f"projector_{uuid.uuid4().hex[:10]}"
+    parts = urlsplit(database_url)
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(database_url)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield urlunsplit(parts._replace(path=f"/{name}"))
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+async def nc(fresh_nats: NatsServer) -> AsyncIterator[NATS]:
+    client = await nats.connect(fresh_nats.url)
+    await ensure_topology(client.jetstream(), TOPOLOGY)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def codec() -> EventCodec:
+    return EventCodec(default_registry())
+
+
+# Load ------------------------------------------------------------------------------------
+
+def details() -> FlightDetails:
+    off = datetime(2026, 11, 26, 6, 0, tzinfo=UTC)
+    return FlightDetails(flight_number="DLH400", departure="EDDF", arrival="KJFK",
+                         block_off_at=off, block_on_at=off.replace(hour=15),
+                         flight_time_minutes=random.randrange(60, 500))
+
+
+@dataclass
+class Load:
+    """Commands' events, appended straight to the event store by concurrent workers."""
+
+    store: JetStreamEventStore
+    public_events: int = 0
+    last_public: int = 0
+    appended: list[int] = field(default_factory=list)
+
+    async def append(self, stream: StreamId, *events: Event) -> int | None:
+        result = await self.store.append(AppendRequest(
+            stream=stream, events=list(events), expected_version=None,
+            occurred_at=datetime.now(UTC), actor_id="load"))
+        self.public_events += sum(1 for e in events if not e.secret)
+        if result.public_sequence is not None:
+            self.last_public = max(self.last_public, result.public_sequence)
+        return result.public_sequence
+
+    async def worker(self, n: int, events: int, pause: float = 0.0) -> None:
+        rng = random.Random(n)
+        tid = f"t{n}-{uuid.uuid4().hex[:6]}"
+        await self.append(StreamId("tenant", tid), TenantCreated(
+            tenant_id=tid, name=f"Airline {n}", icao="ABC", iata=None))
+        pilots: list[str] = []
+        pending: list[str] = []
+        keys: list[tuple[str, str]] = []
+        start = self.public_events
+        while self.public_events - start < events:
+            roll = rng.random()
+            if roll < 0.15 or not pilots:
+                uid = f"u{uuid.uuid4().hex[:12]}"
+                await self.append(StreamId("user", uid, tid), UserRegistered(
+                    user_id=uid, email=f"{uid}@x.io", display_name="P", role="Pilot",
+                    tenant_id=tid, must_change_password=False),
+                    PasswordHashSet(user_id=uid, password_hash="h"))
+                pilots.append(uid)
+            elif roll < 0.55:
+                pid = f"r{uuid.uuid4().hex[:12]}"
+                await self.append(StreamId("pirep", pid, tid), PirepSubmitted(
+                    pirep_id=pid, tenant_id=tid, pilot_id=rng.choice(pilots),
+                    details=details()))
+                pending.append(pid)
+            elif roll < 0.85 and pending:
+                pid = pending.pop(rng.randrange(len(pending)))
+                kind = PirepAccepted if rng.random() < 0.7 else PirepRejected
+                await self.append(StreamId("pirep", pid, tid), kind(
+                    pirep_id=pid, reviewed_by="admin", comment=None))
+            elif roll < 0.95 or not keys:
+                uid = rng.choice(pilots)
+                kid = f"k{uuid.uuid4().hex[:12]}"
+                await self.append(StreamId("user", uid, tid), ApiKeyCreated(
+                    user_id=uid, key_id=kid, name="k", prefix="alb_x"),
+                    ApiKeyHashIssued(user_id=uid, key_id=kid, key_hash="kh"))
+                keys.append((uid, kid))
+            else:
+                uid, kid = keys.pop(rng.randrange(len(keys)))
+                await self.append(StreamId("user", uid, tid),
+                                  ApiKeyRevoked(user_id=uid, key_id=kid))
+            if pause:
+                await asyncio.sleep(pause)
+
+    async def run(self, workers: int, events_each: int, pause: float = 0.0) -> None:
+        await asyncio.gather(*(self.worker(n, events_each, pause) for n in range(workers)))
+
+
+def load_for(nc: NATS) -> Load:
+    return Load(JetStreamEventStore(nc, codec(), TOPOLOGY.events_stream))
+
+
+# Inspection ------------------------------------------------------------------------------
+
+async def checkpoint_of(dsn: str, schema: str = "read_model") -> int:
+    connection = await asyncpg.connect(dsn)
+    try:
+        return int(await connection.fetchval(
+            f"SELECT last_sequence FROM {schema}.projection_checkpoint"))
+    except asyncpg.UndefinedTableError:
+        return -1
+    finally:
+        await connection.close()
+
+
+async def wait_checkpoint(dsn: str, sequence: int, timeout: float) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if await checkpoint_of(dsn) >= sequence:
+            return time.monotonic() - began
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"checkpoint {await checkpoint_of(dsn)} never reached {sequence}")
+
+
+async def table_rows(dsn: str, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    connection = await connect(dsn)
+    try:
+        return {table: [tuple(r) for r in await connection.fetch(
+            f"SELECT * FROM {schema}.{table} ORDER BY {order}")]
+            for table, order in TABLES.items()}
+    finally:
+        await connection.close()
+
+
+async def fresh_replay(nc: NATS, dsn: str, schema: str) -> list[str]:
+    """Replay the stream into a scratch schema, with the outbox; the change ids it wrote."""
+    connection = await connect(dsn)
+    try:
+        await migrate(connection, schema, fresh=True)
+        info = await nc.jetstream().stream_info(TOPOLOGY.events_stream)
+        applier = BatchApplier(schema, notify=False)
+        await replay(nc, connection, applier, TOPOLOGY.events_stream, codec(),
+                     until=int(info.state.last_seq))
+        rows = await connection.fetch(
+            f"SELECT event_sequence, ordinal FROM {schema}.change_outbox "
+            "ORDER BY event_sequence, ordinal")
+        return [f"chg-{r['event_sequence']}-{r['ordinal']}" for r in rows]
+    finally:
+        await connection.close()
+
+
+async def published_change_ids(nc: NATS) -> list[str]:
+    js = nc.jetstream()
+    info = await js.stream_info(TOPOLOGY.changes_stream)
+    total = int(info.state.messages)
+    if total == 0:
+        return []
+    sub = await js.pull_subscribe("albatross.changes.>", stream=TOPOLOGY.changes_stream,
+                                  config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL,
+                                                        ack_policy=AckPolicy.NONE,
+                                                        mem_storage=True))
+    ids: list[str] = []
+    try:
+        while len(ids) < total:
+            for msg in await sub.fetch(min(1000, total - len(ids)), timeout=5):
+                ids.append((msg.headers or {})["Nats-Msg-Id"])
+    finally:
+        await sub.unsubscribe()
+    return ids
+
+
+async def wait_outbox_drained(dsn: str, timeout: float = 20.0) -> None:
+    began = time.monotonic()
+    connection = await asyncpg.connect(dsn)
+    try:
+        while time.monotonic() - began < timeout:
+            if await connection.fetchval("SELECT count(*) FROM read_model.change_outbox") == 0:
+                return
+            await asyncio.sleep(0.1)
+    finally:
+        await connection.close()
+    raise AssertionError("the outbox was never drained")
+
+
+# The projector, in process and as a process ----------------------------------------------
+
+@contextlib.asynccontextmanager
+async def projector_in_process(nats_url: str, dsn: str) -> AsyncIterator[Projector]:
+    await apply_migrations(dsn)
+    client = await nats.connect(nats_url)
+    metrics = ProjectorMetrics(CollectorRegistry())
+    projector = Projector(client, dsn, codec(), metrics, events_stream=TOPOLOGY.events_stream,
+                          changes_stream=TOPOLOGY.changes_stream, leader_retry=0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(projector.run(stop))
+    try:
+        await asyncio.wait_for(projector.leading.wait(), 10)
+        yield projector
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await client.close()
+
+
+class ProjectorProcess:
+    def __init__(self, nats_url: str, dsn: str, log: Path, port: int = 0) -> None:
+        self.port = port or free_port()
+        env = {**os.environ, "ALBATROSS_NATS_URL": nats_url, "ALBATROSS_DATABASE_URL": dsn,
+               "ALBATROSS_PROJECTOR_PORT": str(self.port), "ALBATROSS_LOG_LEVEL": "info"}
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "albatross.services.projector.main"], env=env,
+            stdout=self._log, stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+        self._log.close()
+
+    def terminate(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(15)
+        self._log.close()
+        return code
+
+    async def metric(self, name: str) -> float | None:
+        try:
+            status, body = await http_get(self.port, "/metrics")
+        except (OSError, TimeoutError):
+            return None
+        if status != 200:
+            return None
+        for line in body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+
+# Tests -----------------------------------------------------------------------------------
+
+async def test_redelivering_everything_changes_nothing(fresh_nats: NatsServer, nc: NATS,
+                                                       dsn: str) -> None:
+    load = load_for(nc)
+    async with projector_in_process(fresh_nats.url, dsn) as projector:
+        await load.run(workers=4, events_each=150)
+        await wait_checkpoint(dsn, load.last_public, 20)
+        await wait_outbox_drained(dsn)
+        before = await table_rows(dsn, "read_model")
+        changes_before = await published_change_ids(nc)
+        # Every event is delivered again (as after a lost ack or a consumer reset to 0),
+        # and again in a partial batch.
+        js = nc.jetstream()
+        await js.reset_consumer(TOPOLOGY.events_stream, "albatross-projector", seq=1)
+        await asyncio.sleep(1.5)
+        await js.reset_consumer(TOPOLOGY.events_stream, "albatross-projector",
+                                seq=load.last_public // 2)
+        await asyncio.sleep(1.5)
+        assert projector.leading.is_set()
+    assert await table_rows(dsn, "read_model") == before
+    assert await published_change_ids(nc) == changes_before
+    assert len(changes_before) == len(set(changes_before)) > load.public_events
+
+
+async def test_sigkill_at_random_points_loses_and_doubles_nothing(
+        fresh_nats: NatsServer, nc: NATS, dsn: str, tmp_path: Path) -> None:
+    load = load_for(nc)
+    log = tmp_path / "projector.log"
+    proc = ProjectorProcess(fresh_nats.url, dsn, log)
+    flowing = asyncio.create_task(load.run(workers=16, events_each=250, pause=0.002))
+    kills = 0
+    rng = random.Random(11)
+    try:
+        while not flowing.done() or kills < 3:
+            await asyncio.sleep(rng.uniform(0.6, 1.5))
+            proc.kill()
+            kills += 1
+            proc = ProjectorProcess(fresh_nats.url, dsn, log)
+        await flowing
+        assert load.public_events >= 4000
+        await wait_checkpoint(dsn, load.last_public, 40)
+        await wait_outbox_drained(dsn)
+    finally:
+        proc.kill()
+        flowing.cancel()
+    assert kills >= 3
+    expected_changes = await fresh_replay(nc, dsn, "fresh")
+    assert await table_rows(dsn, "read_model") == await table_rows(dsn, "fresh")
+    published = await published_change_ids(nc)
+    assert len(published) == len(set(published)), "a change was published twice"
+    assert published == expected_changes, "changes missing, extra or out of order"
+
+
+async def test_read_your_writes_is_never_stale(fresh_nats: NatsServer, nc: NATS,
+                                               dsn: str) -> None:
+    load = load_for(nc)
+    async with projector_in_process(fresh_nats.url, dsn):
+        models = await PostgresReadModels.open(dsn)
+        try:
+            tid = "rywt"
+            await load.append(StreamId("tenant", tid), TenantCreated(
+                tenant_id=tid, name="RYW", icao="RYW", iata=None))
+            for n in range(200):
+                uid = f"ryw{n}"
+                sequence = await load.append(
+                    StreamId("user", uid, tid),
+                    UserRegistered(user_id=uid, email=f"{uid}@x.io", display_name="R",
+                                   role="Pilot", tenant_id=tid, must_change_password=False),
+                    PasswordHashSet(user_id=uid, password_hash="h"))
+                assert sequence is not None
+                assert await models.wait_for(sequence, 5.0)
+                assert await models.get_user(ADMIN, uid) is not None, f"stale read at {n}"
+            tenant = await models.get_tenant(ADMIN, tid)
+            assert tenant is not None
+            assert tenant.pilot_count == 200
+        finally:
+            await models.close()
+
+
+async def test_poison_events_are_recorded_and_skipped(fresh_nats: NatsServer, nc: NATS,
+                                                      dsn: str) -> None:
+    load = load_for(nc)
+    js = nc.jetstream()
+    async with projector_in_process(fresh_nats.url, dsn) as projector:
+        bad_json = await js.publish("albatross.events.platform.tenant.bad1", b"{not json")
+        unknown = await js.publish(
+            "albatross.events.platform.tenant.bad2",
+            b'{"type":"Mystery","schema_version":1,"occurred_at":"2026-11-26T10:00:00Z",'
+            b'"actor_id":null,"data":{}}')
+        after = await load.append(StreamId("tenant", "good"), TenantCreated(
+            tenant_id="good", name="Good", icao="GOD", iata=None))
+        assert after is not None
+        await wait_checkpoint(dsn, after, 10)
+        metrics = projector._metrics  # the test's own instance
+        assert metrics.poison._value.get() == 2
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT sequence, subject, reason FROM read_model.poison_events ORDER BY sequence")
+        tenant = await connection.fetchval("SELECT name FROM read_model.tenants WHERE id='good'")
+    finally:
+        await connection.close()
+    assert [(r["sequence"], r["subject"]) for r in rows] == [
+        (bad_json.seq, "albatross.events.platform.tenant.bad1"),
+        (unknown.seq, "albatross.events.platform.tenant.bad2")]
+    assert "Mystery" in rows[1]["reason"]
+    assert tenant == "Good"
+
+
+async def test_a_standby_takes_over_within_five_seconds(fresh_nats: NatsServer, nc: NATS,
+                                                        dsn: str, tmp_path: Path) -> None:
+    load = load_for(nc)
+    await apply_migrations(dsn)
+    first = ProjectorProcess(fresh_nats.url, dsn, tmp_path / "a.log")
+    second = ProjectorProcess(fresh_nats.url, dsn, tmp_path / "b.log")
+    try:
+        leader = standby = None
+        began = time.monotonic()
+        while leader is None and time.monotonic() - began < 20:
+            states = [(await p.metric("albatross_projector_leader"), p) for p in (first, second)]
+            leaders = [p for value, p in states if value == 1.0]
+            known = [value for value, _ in states if value is not None]
+            if len(known) == 2 and len(leaders) == 1:
+                leader = leaders[0]
+                standby = second if leader is first else first
+            await asyncio.sleep(0.1)
+        assert leader is not None and standby is not None, "no single leader emerged"
+        warm = await load.append(StreamId("tenant", "warm"), TenantCreated(
+            tenant_id="warm", name="W", icao="WRM", iata=None))
+        assert warm is not None
+        await wait_checkpoint(dsn, warm, 10)
+        leader.kill()
+        killed_at = time.monotonic()
+        sequence = await load.append(StreamId("tenant", "after"), TenantCreated(
+            tenant_id="after", name="A", icao="AFT", iata=None))
+        assert sequence is not None
+        await wait_checkpoint(dsn, sequence, 10)
+        took = time.monotonic() - killed_at
+        assert took < 5.0, f"takeover took {took:.1f} s"
+        assert await standby.metric("albatross_projector_leader") == 1.0
+        assert standby.terminate() == 0
+    finally:
+        first.kill()
+        second.kill()
+
+
+async def test_rebuild_swaps_in_equal_tables_while_the_projector_keeps_going(
+        fresh_nats: NatsServer, nc: NATS, dsn: str) -> None:
+    load = load_for(nc)
+    async with projector_in_process(fresh_nats.url, dsn):
+        models = await PostgresReadModels.open(dsn)
+        try:
+            await load.run(workers=4, events_each=300)
+            await wait_checkpoint(dsn, load.last_public, 20)
+            # Prepared statements exist on the pool before the swap.
+            assert (await models.list_tenants(ADMIN, limit=10, cursor=None)).items
+            during = asyncio.create_task(load.run(workers=2, events_each=150, pause=0.005))
+            result = await rebuild(nc, dsn, stream=TOPOLOGY.events_stream, batch=200)
+            assert result.events > 1000
+            await during
+            await wait_checkpoint(dsn, load.last_public, 20)
+            await wait_outbox_drained(dsn)
+            # The live applier went on after the swap, and readers see the new tables.
+            assert await models.wait_for(load.last_public, 5)
+            page = await models.list_tenants(ADMIN, limit=50, cursor=None)
+            assert len(page.items) == 6
+        finally:
+            await models.close()
+    expected_changes = await fresh_replay(nc, dsn, "fresh")
+    assert await table_rows(dsn, "read_model") == await table_rows(dsn, "fresh")
+    published = await published_change_ids(nc)
+    assert published == expected_changes
+    connection = await asyncpg.connect(dsn)
+    try:
+        schemas = {r["nspname"] for r in await connection.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'read_model%'")}
+    finally:
+        await connection.close()
+    assert schemas == {"read_model"}
