@@ -65,7 +65,7 @@ def session_alive(record: SessionRecord, user: User, now: datetime) -> bool:
     if now >= record.expires_at or record.user_id != user.user_id:
         return False
     revoked_at = user.sessions_revoked_at
-    if revoked_at is not None and record.created_at <= revoked_at:
+    if revoked_at is not None and record.created_at < revoked_at:
         return record.session_id == user.kept_session_id
     return True
 

@@ -37,6 +37,15 @@ ADMIN_EMAIL = "admin@albatross.test"
 PASSWORD = "correct horse battery"
 
 
+class TickingClock(FixedClock):
+    """A hand-moved clock that also advances 1 ms per reading, so events are ordered."""
+
+    def now(self) -> datetime:
+        moment = super().now()
+        self.set(moment + timedelta(milliseconds=1))
+        return moment
+
+
 class ProjectingStore(TrackingEventStore):
     def __init__(self, inner: InMemoryEventStore, read_models: InMemoryReadModels) -> None:
         super().__init__(inner)
@@ -56,7 +65,7 @@ class Gateway:
     client: TestClient[Any, Any]
     store: ProjectingStore
     read_models: InMemoryReadModels
-    clock: FixedClock
+    clock: TickingClock
     deps: GatewayDeps
     admin_token: str
 
@@ -112,7 +121,7 @@ def pirep_body(**overrides: Any) -> dict[str, Any]:
 @asynccontextmanager
 async def gateway(*, cache_ttl: float = 0.0, session_ttl: timedelta = timedelta(hours=12),
                   admin_must_change: bool = False) -> AsyncIterator[Gateway]:
-    clock = FixedClock(NOW)
+    clock = TickingClock(NOW)
     ids = UuidV7Ids()
     read_models = InMemoryReadModels()
     store = ProjectingStore(InMemoryEventStore(EventCodec(default_registry())), read_models)

@@ -1,0 +1,436 @@
+"""Handler tests of the gateway on in-memory adapters: problem shapes, auth, commands."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+from openapi_spec_validator import validate
+
+from albatross.application.principal import Principal
+from albatross.ports import StoreUnavailable
+from tests.unit.test_gateway_harness import ADMIN_EMAIL, PASSWORD, gateway, pirep_body
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
+
+
+def assert_problem(status: int, body: object, expected_status: int, code: str) -> None:
+    assert status == expected_status, body
+    assert isinstance(body, dict)
+    assert PROBLEM_KEYS <= set(body), body
+    assert body["code"] == code
+    assert body["status"] == expected_status
+
+
+# Problem shapes -----------------------------------------------------------------------------
+
+async def test_bad_json_wrong_content_type_and_unknown_fields() -> None:
+    async with gateway() as gw:
+        headers = {"Authorization": f"Bearer {gw.admin_token}",
+                   "Content-Type": "application/json"}
+        response = await gw.client.post("/api/tenants", data=b"{nope", headers=headers)
+        assert response.content_type == "application/problem+json"
+        assert_problem(response.status, await response.json(content_type=None), 400,
+                       "malformed_request")
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token, data=b"x=1",
+                                     headers={"Content-Type": "text/plain"})
+        assert_problem(status, body, 400, "malformed_request")
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token,
+                                     json={"name": "A", "icao": "ABC", "colour": "red",
+                                           "size": 3})
+        assert_problem(status, body, 422, "validation_failed")
+        assert {e["field"] for e in body["errors"]} == {"colour", "size"}
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token,
+                                     json={"name": "A", "icao": "abcd"})
+        assert_problem(status, body, 422, "validation_failed")
+        assert body["errors"][0]["field"] == "icao"
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token, json=[1, 2])
+        assert_problem(status, body, 422, "validation_failed")
+
+
+async def test_bodies_over_64_kib_are_413() -> None:
+    async with gateway() as gw:
+        big = b'{"name": "' + b"x" * (65 * 1024) + b'", "icao": "ABC"}'
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token, data=big,
+                                     headers={"Content-Type": "application/json"})
+        assert_problem(status, body, 413, "payload_too_large")
+
+        async def chunks():  # no Content-Length: the limit applies while reading
+            for _ in range(70):
+                yield b"x" * 1024
+
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token, data=chunks(),
+                                     headers={"Content-Type": "application/json"})
+        assert_problem(status, body, 413, "payload_too_large")
+
+
+async def test_unknown_routes_and_methods_are_problems() -> None:
+    async with gateway() as gw:
+        status, body = await gw.call("GET", "/api/nowhere", gw.admin_token)
+        assert_problem(status, body, 404, "not_found")
+        status, body = await gw.call("PUT", "/api/tenants", gw.admin_token)
+        assert_problem(status, body, 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer nope", "Basic abc",
+                                    "Bearer albs_forged", "Bearer alb_forged"])
+async def test_missing_or_bad_credentials_are_401(header: str | None) -> None:
+    async with gateway() as gw:
+        headers = {"Authorization": header} if header else {}
+        status, body = await gw.call("GET", "/api/me", headers=headers)
+        assert_problem(status, body, 401, "unauthorized")
+        status, body = await gw.call("GET", "/api/me", headers={"X-API-Key": "alb_forged"})
+        assert_problem(status, body, 401, "unauthorized")
+
+
+async def test_an_unexpected_error_is_500_without_internals_and_logged(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    async with gateway() as gw:
+        async def boom(*_args: object, **_kwargs: object) -> None:
+            raise RuntimeError("secret internals /etc/passwd")
+
+        gw.read_models.get_tenant = boom  # type: ignore[method-assign]
+        status, body = await gw.call("GET", "/api/tenants/abc", gw.admin_token)
+        assert_problem(status, body, 500, "internal")
+        assert "internals" not in str(body)
+
+
+async def test_a_store_outage_is_503_with_retry_after() -> None:
+    async with gateway() as gw:
+        async def down(*_args: object, **_kwargs: object) -> None:
+            raise StoreUnavailable("nats down")
+
+        gw.read_models.list_tenants = down  # type: ignore[method-assign]
+        response = await gw.client.get("/api/tenants",
+                                       headers={"Authorization": f"Bearer {gw.admin_token}"})
+        assert_problem(response.status, await response.json(content_type=None), 503,
+                       "unavailable")
+        assert int(response.headers["Retry-After"]) >= 1
+        gw.store.append = down  # type: ignore[method-assign]
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token,
+                                     json={"name": "Down Air", "icao": "DWN"})
+        assert_problem(status, body, 503, "unavailable")
+
+
+# Tenants and users --------------------------------------------------------------------------
+
+async def test_tenants_are_created_once_per_icao_with_a_sequence_header() -> None:
+    async with gateway() as gw:
+        response = await gw.client.post("/api/tenants", json={"name": "Speedbird",
+                                                              "icao": "BAW", "iata": "BA"},
+                                        headers={"Authorization": f"Bearer {gw.admin_token}"})
+        assert response.status == 201
+        assert int(response.headers["Albatross-Sequence"]) > 0
+        tenant = await response.json()
+        assert tenant["icao"] == "BAW" and tenant["pilot_count"] == 0
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token,
+                                     json={"name": "Other", "icao": "BAW"})
+        assert_problem(status, body, 409, "icao_taken")
+        status, body = await gw.call("GET", f"/api/tenants/{tenant['id']}", gw.admin_token)
+        assert status == 200 and body["name"] == "Speedbird"
+        status, body = await gw.call("GET", "/api/tenants?limit=0", gw.admin_token)
+        assert_problem(status, body, 422, "validation_failed")
+        status, body = await gw.call("GET", "/api/tenants?cursor=garbage", gw.admin_token)
+        assert_problem(status, body, 422, "validation_failed")
+
+
+async def test_emails_are_unique_case_insensitively() -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        await gw.user("Pilot", tenant, email="Jane@Example.com")
+        status, body = await gw.call("POST", "/api/users", gw.admin_token, json={
+            "email": "jane@EXAMPLE.com", "display_name": "J", "password": PASSWORD,
+            "role": "Pilot", "tenant_id": tenant})
+        assert_problem(status, body, 409, "email_taken")
+        token = await gw.login("JANE@example.com")
+        status, body = await gw.call("GET", "/api/me", token)
+        assert status == 200 and body["email"] == "jane@example.com"
+
+
+async def test_registration_validates_every_field() -> None:
+    async with gateway() as gw:
+        status, body = await gw.call("POST", "/api/users", gw.admin_token, json={
+            "email": "not-an-email", "display_name": "X", "password": "short",
+            "role": "Pilot"})
+        assert_problem(status, body, 422, "validation_failed")
+        status, body = await gw.call("POST", "/api/users", gw.admin_token, json={
+            "email": "bad@", "display_name": "X", "password": PASSWORD, "role": "Pilot"})
+        assert_problem(status, body, 422, "validation_failed")
+        assert {e["field"] for e in body["errors"]} == {"email", "tenant_id"}
+        status, body = await gw.call("POST", "/api/users", gw.admin_token, json={
+            "email": "x@example.com", "display_name": "X", "password": PASSWORD,
+            "role": "Pilot", "tenant_id": "no-such-tenant"})
+        assert_problem(status, body, 422, "validation_failed")
+        assert body["errors"] == [{"field": "tenant_id", "message": "no such tenant"}]
+
+
+# Login, sessions, throttling ----------------------------------------------------------------
+
+async def test_unknown_email_and_wrong_password_get_the_same_401() -> None:
+    async with gateway() as gw:
+        a = await gw.client.post("/api/auth/login",
+                                 json={"email": ADMIN_EMAIL, "password": "wrong password!"})
+        b = await gw.client.post("/api/auth/login",
+                                 json={"email": "ghost@example.com", "password": PASSWORD})
+        assert a.status == b.status == 401
+        body_a, body_b = await a.json(content_type=None), await b.json(content_type=None)
+        assert body_a == body_b and body_a["code"] == "unauthorized"
+
+
+async def test_five_failures_throttle_even_the_right_password_until_the_window_passes() -> None:
+    async with gateway() as gw:
+        for _ in range(5):
+            status, _ = await gw.call("POST", "/api/auth/login",
+                                      json={"email": ADMIN_EMAIL, "password": "wrong!" * 3})
+            assert status == 401
+        response = await gw.client.post("/api/auth/login",
+                                        json={"email": ADMIN_EMAIL.upper(),
+                                              "password": PASSWORD})
+        assert_problem(response.status, await response.json(content_type=None), 429,
+                       "rate_limited")
+        assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+        # Throttling is per email: another user is not affected.
+        status, _ = await gw.call("POST", "/api/auth/login",
+                                  json={"email": "other@example.com", "password": "x" * 12})
+        assert status == 401
+        gw.clock.set(gw.clock.now() + timedelta(minutes=15, seconds=1))
+        assert await gw.login(ADMIN_EMAIL)
+
+
+async def test_logout_ends_the_session_and_sessions_expire() -> None:
+    async with gateway(session_ttl=timedelta(hours=1)) as gw:
+        other = await gw.login(ADMIN_EMAIL)
+        response = await gw.client.post("/api/auth/logout",
+                                        headers={"Authorization": f"Bearer {other}"})
+        assert response.status == 204
+        status, body = await gw.call("GET", "/api/me", other)
+        assert_problem(status, body, 401, "unauthorized")
+        assert (await gw.call("GET", "/api/me", gw.admin_token))[0] == 200
+        gw.clock.set(gw.clock.now() + timedelta(hours=1))
+        status, body = await gw.call("GET", "/api/me", gw.admin_token)
+        assert_problem(status, body, 401, "unauthorized")
+
+
+async def test_a_revocation_reaches_another_replica_within_one_second() -> None:
+    async with gateway(cache_ttl=0.5) as gw:
+        token = await gw.login(ADMIN_EMAIL)
+        # A second replica: its own authenticator and cache over the same stores.
+        from albatross.application.auth import Authenticator
+
+        replica = Authenticator(gw.deps.commands._repos.users,  # noqa: SLF001
+                                gw.deps.login._sessions, gw.store, gw.clock,  # noqa: SLF001
+                                cache_ttl=0.5)
+        assert isinstance(await replica.authenticate(token), Principal)
+        assert (await gw.call("POST", "/api/auth/logout", token))[0] == 204
+        assert (await gw.call("GET", "/api/me", token))[0] == 401  # this replica: at once
+        await asyncio.sleep(0.55)
+        assert await replica.authenticate(token) is None
+
+
+# Passwords ----------------------------------------------------------------------------------
+
+async def test_self_password_change_keeps_this_session_and_revokes_the_others() -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        user_id, email = await gw.user("Pilot", tenant)
+        first, second = await gw.login(email), await gw.login(email)
+        status, body = await gw.call("POST", f"/api/users/{user_id}/password", first,
+                                     json={"current_password": "not it at all",
+                                           "new_password": "a new long password"})
+        assert_problem(status, body, 422, "validation_failed")
+        assert body["errors"][0]["field"] == "current_password"
+        response = await gw.client.post(f"/api/users/{user_id}/password",
+                                        json={"current_password": PASSWORD,
+                                              "new_password": "a new long password"},
+                                        headers={"Authorization": f"Bearer {first}"})
+        assert response.status == 204 and int(response.headers["Albatross-Sequence"]) > 0
+        assert (await gw.call("GET", "/api/me", first))[0] == 200
+        assert (await gw.call("GET", "/api/me", second))[0] == 401
+        assert await gw.login(email, "a new long password")
+
+
+async def test_admin_reset_forces_a_change_before_anything_else() -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        user_id, email = await gw.user("Pilot", tenant)
+        old = await gw.login(email)
+        assert (await gw.call("POST", f"/api/users/{user_id}/password", gw.admin_token,
+                              json={"new_password": "temporary password"}))[0] == 204
+        assert (await gw.call("GET", "/api/me", old))[0] == 401
+        token = await gw.login(email, "temporary password")
+        status, body = await gw.call("GET", "/api/tenants", token)
+        assert_problem(status, body, 403, "password_change_required")
+        status, body = await gw.call("GET", "/api/me", token)
+        assert status == 200 and body["must_change_password"] is True
+        status, body = await gw.call("POST", "/api/users/someone-else/password", token,
+                                     json={"new_password": "whatever it is!"})
+        assert_problem(status, body, 403, "password_change_required")
+        assert (await gw.call("POST", f"/api/users/{user_id}/password", token,
+                              json={"current_password": "temporary password",
+                                    "new_password": "my own new password"}))[0] == 204
+        assert (await gw.call("GET", "/api/tenants", token))[0] == 200
+
+
+async def test_a_generated_admin_password_must_be_changed() -> None:
+    async with gateway(admin_must_change=True) as gw:
+        status, body = await gw.call("GET", "/api/setup")
+        assert body == {"initialized": True}
+        status, body = await gw.call("POST", "/api/auth/login",
+                                     json={"email": ADMIN_EMAIL, "password": PASSWORD})
+        assert status == 401  # the generated password is not PASSWORD
+
+
+# API keys -----------------------------------------------------------------------------------
+
+async def test_api_keys_are_shown_once_work_in_both_headers_and_can_be_revoked() -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        user_id, email = await gw.user("Pilot", tenant)
+        token = await gw.login(email)
+        status, created = await gw.call("POST", f"/api/users/{user_id}/apikeys", token,
+                                        json={"name": "ACARS"})
+        assert status == 201
+        key = created["key"]
+        assert key.startswith("alb_") and len(key) >= 4 + 22
+        assert key.startswith(created["prefix"]) and created["prefix"] != key
+        for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key}):
+            status, me = await gw.call("GET", "/api/me", headers=headers)
+            assert status == 200 and me["id"] == user_id
+        status, listed = await gw.call("GET", f"/api/users/{user_id}/apikeys", token)
+        assert status == 200
+        assert [k["id"] for k in listed["items"]] == [created["id"]]
+        assert "key" not in listed["items"][0] and key not in str(listed)
+        status, _ = await gw.call("DELETE", f"/api/users/{user_id}/apikeys/{created['id']}",
+                                  token)
+        assert status == 204
+        assert (await gw.call("GET", "/api/me", headers={"X-API-Key": key}))[0] == 401
+        status, body = await gw.call("DELETE",
+                                     f"/api/users/{user_id}/apikeys/{created['id']}", token)
+        assert_problem(status, body, 409, "invalid_state")
+        status, listed = await gw.call("GET", f"/api/users/{user_id}/apikeys", token)
+        assert listed["items"][0]["revoked_at"] is not None
+
+
+# PIREPs -------------------------------------------------------------------------------------
+
+async def test_pirep_submit_review_history_and_precondition() -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        _, pilot_email = await gw.user("Pilot", tenant)
+        pilot = await gw.login(pilot_email)
+        status, body = await gw.call("POST", "/api/pireps", gw.admin_token, json=pirep_body())
+        assert_problem(status, body, 403, "forbidden")
+        status, body = await gw.call("POST", "/api/pireps", pilot,
+                                     json=pirep_body(block_on_at="2026-11-26T07:00:00Z"))
+        assert_problem(status, body, 422, "validation_failed")
+        assert body["errors"][0]["field"] == "block_on_at"
+        status, pirep = await gw.call("POST", "/api/pireps", pilot, json=pirep_body())
+        assert status == 201 and pirep["status"] == "pending"
+        assert pirep["tenant_id"] == tenant
+        status, body = await gw.call("POST", f"/api/pireps/{pirep['id']}/review",
+                                     gw.admin_token, json={"decision": "accept"},
+                                     headers={"If-Match": f'"{pirep["version"] + 1}"'})
+        assert_problem(status, body, 412, "precondition_failed")
+        status, reviewed = await gw.call("POST", f"/api/pireps/{pirep['id']}/review",
+                                         gw.admin_token, json={"decision": "accept",
+                                                               "comment": "nice"},
+                                         headers={"If-Match": f'"{pirep["version"]}"'})
+        assert status == 200 and reviewed["status"] == "accepted"
+        assert reviewed["reviewed_by"] and reviewed["version"] > pirep["version"]
+        status, body = await gw.call("POST", f"/api/pireps/{pirep['id']}/review",
+                                     gw.admin_token, json={"decision": "reject"})
+        assert_problem(status, body, 409, "invalid_state")
+        status, history = await gw.call("GET", f"/api/pireps/{pirep['id']}/history", pilot)
+        assert status == 200
+        assert [i["type"] for i in history["items"]] == ["PirepSubmitted", "PirepAccepted"]
+        status, listed = await gw.call("GET", "/api/pireps?status=accepted", pilot)
+        assert [p["id"] for p in listed["items"]] == [pirep["id"]]
+        status, body = await gw.call("GET", "/api/pireps?status=bogus", pilot)
+        assert_problem(status, body, 422, "validation_failed")
+        status, body = await gw.call("POST", "/api/pireps/no-such/review", gw.admin_token,
+                                     json={"decision": "accept"})
+        assert_problem(status, body, 404, "not_found")
+
+
+async def test_idempotency_key_returns_the_first_pirep() -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        _, email = await gw.user("Pilot", tenant)
+        token = await gw.login(email)
+        headers = {"Idempotency-Key": "flight-42"}
+        first = await gw.call("POST", "/api/pireps", token, json=pirep_body(), headers=headers)
+        before = await gw.store.last_sequence()
+        again = await gw.call("POST", "/api/pireps", token, json=pirep_body(), headers=headers)
+        assert first[0] == again[0] == 201
+        assert first[1]["id"] == again[1]["id"]
+        assert await gw.store.last_sequence() == before  # nothing was written
+        other = await gw.call("POST", "/api/pireps", token, json=pirep_body(),
+                              headers={"Idempotency-Key": "flight-43"})
+        assert other[1]["id"] != first[1]["id"]
+        # Another user's identical key is another PIREP.
+        _, email2 = await gw.user("Pilot", tenant)
+        token2 = await gw.login(email2)
+        theirs = await gw.call("POST", "/api/pireps", token2, json=pirep_body(),
+                               headers=headers)
+        assert theirs[1]["id"] != first[1]["id"]
+
+
+async def test_read_your_writes_waits_for_the_sequence_or_answers_503() -> None:
+    async with gateway() as gw:
+        gw.store.auto_project = False
+        response = await gw.client.post("/api/tenants", json={"name": "Lag Air", "icao": "LAG"},
+                                        headers={"Authorization": f"Bearer {gw.admin_token}"})
+        sequence = response.headers["Albatross-Sequence"]
+        tenant_id = (await response.json())["id"]
+        headers = {"Authorization": f"Bearer {gw.admin_token}",
+                   "Albatross-Min-Sequence": sequence}
+        late = await gw.client.get(f"/api/tenants/{tenant_id}", headers=headers)
+        assert_problem(late.status, await late.json(content_type=None), 503, "unavailable")
+        assert late.headers["Retry-After"]
+        pending = asyncio.ensure_future(gw.client.get(f"/api/tenants/{tenant_id}",
+                                                      headers=headers))
+        await asyncio.sleep(0.05)
+        await gw.read_models.catch_up(gw.store.inner)
+        assert (await pending).status == 200
+        status, body = await gw.call("GET", "/api/tenants", gw.admin_token,
+                                     headers={"Albatross-Min-Sequence": "soon"})
+        assert_problem(status, body, 400, "malformed_request")
+
+
+# OpenAPI, docs, operations ------------------------------------------------------------------
+
+async def test_openapi_is_valid_3_1_and_lists_every_operation() -> None:
+    async with gateway() as gw:
+        status, spec = await gw.call("GET", "/api/openapi.json")
+        assert status == 200
+        validate(spec)
+        assert spec["openapi"].startswith("3.1")
+        assert len([m for p in spec["paths"].values() for m in p]) == 19
+        docs = await gw.client.get("/api/docs")
+        html = await docs.text()
+        assert docs.status == 200 and "openapi.json" in html
+        assert "http://" not in html and "https://" not in html  # offline: no CDN
+        assert (await gw.client.get("/healthz")).status == 200
+        metrics = await (await gw.client.get("/metrics")).text()
+        assert "albatross_http_requests_total" in metrics
+
+
+async def test_production_password_parameters_are_argon2id_above_owasp() -> None:
+    from argon2 import extract_parameters
+
+    from albatross.adapters.passwords import PRODUCTION, Argon2PasswordHasher
+
+    hasher = Argon2PasswordHasher(PRODUCTION, max_concurrency=1)
+    try:
+        encoded = await hasher.hash("a password to hash")
+        params = extract_parameters(encoded)
+        assert encoded.startswith("$argon2id$")
+        # OWASP: m >= 19 MiB with t >= 2 (or m >= 46 MiB with t >= 1), p >= 1.
+        assert params.memory_cost >= 19 * 1024 and params.time_cost >= 2
+        assert await hasher.verify(encoded, "a password to hash")
+        assert not await hasher.verify(encoded, "another password!")
+        assert not hasher.needs_rehash(encoded)
+        assert hasher.needs_rehash(encoded.replace("m=65536", "m=19456"))
+    finally:
+        hasher.close()
