@@ -24,7 +24,7 @@ T = TypeVar("T")
 
 
 def is_valid_token(value: str) -> bool:
-    return bool(_TOKEN.match(value))
+    return bool(_TOKEN.fullmatch(value))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
@@ -32,7 +32,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
 
     type: str
     schema_version: int
-    occurred_at: datetime
+    occurred_at: Annotated[datetime, msgspec.Meta(tz=True)]
     actor_id: str | None
     data: msgspec.Raw
 
@@ -110,7 +110,11 @@ class EventCodec:
             step = self._upcasters.get((name, version))
             if step is None:
                 raise DecodeError(f"no upcaster for {name} v{version}")
-            data = step(data)
+            try:
+                data = step(data)
+            except Exception as exc:
+                # Old data an upcaster cannot read is a poison message, not a crash.
+                raise DecodeError(f"upcasting {name} v{version} failed: {exc!r}") from exc
             version += 1
         if version != target:
             raise DecodeError(f"{name} v{version} is newer than this code (v{target})")

@@ -13,6 +13,7 @@ from albatross.domain.rules import (
     AIRCRAFT_TYPE,
     AIRPORT_ICAO,
     FLIGHT_NUMBER,
+    PIREP_SOURCES,
     REGISTRATION,
     TEXT_MAX,
     PirepSource,
@@ -33,7 +34,7 @@ LANDING_RATE_FPM = (-5_000.0, 1_000.0)
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-class FlightDetails(msgspec.Struct, frozen=True, kw_only=True):
+class FlightDetails(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What the pilot reports: the contract's PirepInput."""
 
     flight_number: str
@@ -119,6 +120,8 @@ def details_errors(details: FlightDetails, now: datetime) -> list[FieldError]:
         *text_errors("route", d.route, required=False, max_len=TEXT_MAX),
         *text_errors("remarks", d.remarks, required=False, max_len=TEXT_MAX),
     ]
+    if d.source not in PIREP_SOURCES:
+        errors.append(FieldError("source", f"must be one of {', '.join(PIREP_SOURCES)}"))
     for name, moment in (("block_off_at", d.block_off_at), ("block_on_at", d.block_on_at)):
         if moment.tzinfo is None:
             errors.append(FieldError(name, "must carry a time zone (RFC 3339)"))
@@ -150,7 +153,10 @@ def decide_review(state: Pirep | None, cmd: ReviewPirep) -> list[Event]:
         raise NotFound("no such PIREP")
     if state.status != "pending":
         raise InvalidState(f"the PIREP is already {state.status}")
-    raise_if_any(text_errors("comment", cmd.comment, required=False, max_len=TEXT_MAX))
+    errors = text_errors("comment", cmd.comment, required=False, max_len=TEXT_MAX)
+    if cmd.decision not in ("accept", "reject"):
+        errors.append(FieldError("decision", "must be accept or reject"))
+    raise_if_any(errors)
     event_type = PirepAccepted if cmd.decision == "accept" else PirepRejected
     return [event_type(pirep_id=state.pirep_id, reviewed_by=cmd.reviewer_id,
                        comment=cmd.comment)]

@@ -12,14 +12,16 @@ ROLES: Final = ("PlatformAdmin", "TenantAdmin", "Pilot")
 
 PirepStatus = Literal["pending", "accepted", "rejected"]
 PirepSource = Literal["manual", "acars", "api"]
+PIREP_SOURCES: Final = ("manual", "acars", "api")
 
 PASSWORD_MIN: Final = 12
 PASSWORD_MAX: Final = 256
 NAME_MAX: Final = 100
 TEXT_MAX: Final = 2000
 
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@"
+    rf"^(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@"
     r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
 )
@@ -37,7 +39,7 @@ def normalise_email(email: str) -> str:
 
 
 def email_errors(field: str, email: str) -> list[FieldError]:
-    if len(email) > 254 or not _EMAIL.match(email) or ".." in email:
+    if len(email) > 254 or not _EMAIL.fullmatch(email):
         return [FieldError(field, "must be a valid email address")]
     return []
 
@@ -64,7 +66,7 @@ def pattern_errors(field: str, value: str | None, pattern: re.Pattern[str], mess
                    *, required: bool = True) -> list[FieldError]:
     if value is None:
         return [FieldError(field, "is required")] if required else []
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         return [FieldError(field, message)]
     return []
 

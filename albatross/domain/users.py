@@ -20,7 +20,14 @@ from albatross.domain.errors import (
     raise_if_any,
 )
 from albatross.domain.events import Event
-from albatross.domain.rules import NAME_MAX, Role, email_errors, normalise_email, text_errors
+from albatross.domain.rules import (
+    NAME_MAX,
+    ROLES,
+    Role,
+    email_errors,
+    normalise_email,
+    text_errors,
+)
 
 PLATFORM_ROLE: Role = "PlatformAdmin"
 
@@ -144,6 +151,8 @@ def register_errors(cmd: RegisterUser) -> list[FieldError]:
         *email_errors("email", cmd.email),
         *text_errors("display_name", cmd.display_name, required=True, max_len=NAME_MAX),
     ]
+    if cmd.role not in ROLES:
+        errors.append(FieldError("role", f"must be one of {', '.join(ROLES)}"))
     if cmd.role == PLATFORM_ROLE and cmd.tenant_id is not None:
         errors.append(FieldError("tenant_id", "a PlatformAdmin belongs to no tenant"))
     if cmd.role != PLATFORM_ROLE and not cmd.tenant_id:

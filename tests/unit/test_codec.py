@@ -147,9 +147,6 @@ def test_stream_id_refuses_what_is_not_one_subject_token(field: str, bad: str) -
         StreamId(**fields)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ports.py _TOKEN ends in '$', which matches before "
-                   "a trailing newline, so StreamId('user', 'u1\\n') is accepted and the newline "
-                   "reaches a NATS subject (use fullmatch or \\Z)")
 @pytest.mark.parametrize("field", ["aggregate", "aggregate_id", "scope"])
 def test_stream_id_refuses_a_trailing_newline(field: str) -> None:
     fields = {"aggregate": "user", "aggregate_id": "u1", "scope": "t1"}
@@ -242,8 +239,6 @@ def test_data_of_another_type_is_a_decode_error() -> None:
         CODEC.decode(envelope(type="PasswordChanged"))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: codec.py Envelope.occurred_at accepts a timestamp "
-                   "without an offset (not RFC 3339), giving a naive datetime")
 def test_occurred_at_without_offset_is_a_decode_error() -> None:
     with pytest.raises(DecodeError):
         CODEC.decode(envelope(occurred_at="2026-11-26T10:00:00"))
@@ -385,9 +380,6 @@ def test_upcaster_is_not_applied_to_current_versions() -> None:
     assert calls == [V1_DATA]
 
 
-@pytest.mark.xfail(strict=True, reason="bug: codec.py EventCodec._upcast lets an upcaster's "
-                   "exception (KeyError/TypeError on malformed old data) escape instead of "
-                   "raising DecodeError")
 @pytest.mark.parametrize("data", [42, [], {}, {"flight_id": "f"}])
 def test_malformed_old_data_is_a_decode_error(data: Any) -> None:
     with pytest.raises(DecodeError):

@@ -272,9 +272,6 @@ def test_review_leaves_the_flight_details_untouched() -> None:
     assert reviewed.submitted_at == state.submitted_at
 
 
-@pytest.mark.xfail(strict=True, reason="bug: pireps.py details_errors does not check `source` "
-                   "nor decide_review `decision`: an unknown source yields a PirepSubmitted the "
-                   "codec cannot decode, an unknown decision rejects the PIREP")
 @pytest.mark.parametrize("case", ["source", "decision"])
 def test_values_outside_the_enumerations_are_refused(case: str) -> None:
     state = pending()

@@ -312,9 +312,6 @@ def test_registry_holds_exactly_the_aggregates_events() -> None:
         assert registry.get(event_type.event_type) is event_type
 
 
-@pytest.mark.xfail(strict=True, reason="bug: users.py register_errors does not check the role; "
-                   "an unknown role yields a UserRegistered the codec cannot decode (poison "
-                   "event)")
 def test_unknown_role_is_refused() -> None:
     # Today the command is decided, and its UserRegistered then fails to decode.
     with pytest.raises(ValidationFailed) as caught:
