@@ -18,7 +18,7 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 def assert_problem(status: int, body: object, expected_status: int, code: str) -> None:
     assert status == expected_status, body
     assert isinstance(body, dict)
-    assert PROBLEM_KEYS <= set(body), body
+    assert set(body) >= PROBLEM_KEYS, body
     assert body["code"] == code
     assert body["status"] == expected_status
 
@@ -123,12 +123,14 @@ async def test_tenants_are_created_once_per_icao_with_a_sequence_header() -> Non
         assert response.status == 201
         assert int(response.headers["Albatross-Sequence"]) > 0
         tenant = await response.json()
-        assert tenant["icao"] == "BAW" and tenant["pilot_count"] == 0
+        assert tenant["icao"] == "BAW"
+        assert tenant["pilot_count"] == 0
         status, body = await gw.call("POST", "/api/tenants", gw.admin_token,
                                      json={"name": "Other", "icao": "BAW"})
         assert_problem(status, body, 409, "icao_taken")
         status, body = await gw.call("GET", f"/api/tenants/{tenant['id']}", gw.admin_token)
-        assert status == 200 and body["name"] == "Speedbird"
+        assert status == 200
+        assert body["name"] == "Speedbird"
         status, body = await gw.call("GET", "/api/tenants?limit=0", gw.admin_token)
         assert_problem(status, body, 422, "validation_failed")
         status, body = await gw.call("GET", "/api/tenants?cursor=garbage", gw.admin_token)
@@ -145,7 +147,8 @@ async def test_emails_are_unique_case_insensitively() -> None:
         assert_problem(status, body, 409, "email_taken")
         token = await gw.login("JANE@example.com")
         status, body = await gw.call("GET", "/api/me", token)
-        assert status == 200 and body["email"] == "jane@example.com"
+        assert status == 200
+        assert body["email"] == "jane@example.com"
 
 
 async def test_registration_validates_every_field() -> None:
@@ -175,7 +178,8 @@ async def test_unknown_email_and_wrong_password_get_the_same_401() -> None:
                                  json={"email": "ghost@example.com", "password": PASSWORD})
         assert a.status == b.status == 401
         body_a, body_b = await a.json(content_type=None), await b.json(content_type=None)
-        assert body_a == body_b and body_a["code"] == "unauthorized"
+        assert body_a == body_b
+        assert body_a["code"] == "unauthorized"
 
 
 async def test_five_failures_throttle_even_the_right_password_until_the_window_passes() -> None:
@@ -218,8 +222,8 @@ async def test_a_revocation_reaches_another_replica_within_one_second() -> None:
         # A second replica: its own authenticator and cache over the same stores.
         from albatross.application.auth import Authenticator
 
-        replica = Authenticator(gw.deps.commands._repos.users,  # noqa: SLF001
-                                gw.deps.login._sessions, gw.store, gw.clock,  # noqa: SLF001
+        replica = Authenticator(gw.deps.commands._repos.users,
+                                gw.deps.login._sessions, gw.store, gw.clock,
                                 cache_ttl=0.5)
         assert isinstance(await replica.authenticate(token), Principal)
         assert (await gw.call("POST", "/api/auth/logout", token))[0] == 204
@@ -244,7 +248,8 @@ async def test_self_password_change_keeps_this_session_and_revokes_the_others() 
                                         json={"current_password": PASSWORD,
                                               "new_password": "a new long password"},
                                         headers={"Authorization": f"Bearer {first}"})
-        assert response.status == 204 and int(response.headers["Albatross-Sequence"]) > 0
+        assert response.status == 204
+        assert int(response.headers["Albatross-Sequence"]) > 0
         assert (await gw.call("GET", "/api/me", first))[0] == 200
         assert (await gw.call("GET", "/api/me", second))[0] == 401
         assert await gw.login(email, "a new long password")
@@ -262,7 +267,8 @@ async def test_admin_reset_forces_a_change_before_anything_else() -> None:
         status, body = await gw.call("GET", "/api/tenants", token)
         assert_problem(status, body, 403, "password_change_required")
         status, body = await gw.call("GET", "/api/me", token)
-        assert status == 200 and body["must_change_password"] is True
+        assert status == 200
+        assert body["must_change_password"] is True
         status, body = await gw.call("POST", "/api/users/someone-else/password", token,
                                      json={"new_password": "whatever it is!"})
         assert_problem(status, body, 403, "password_change_required")
@@ -292,15 +298,19 @@ async def test_api_keys_are_shown_once_work_in_both_headers_and_can_be_revoked()
                                         json={"name": "ACARS"})
         assert status == 201
         key = created["key"]
-        assert key.startswith("alb_") and len(key) >= 4 + 22
-        assert key.startswith(created["prefix"]) and created["prefix"] != key
+        assert key.startswith("alb_")
+        assert len(key) >= 4 + 22
+        assert key.startswith(created["prefix"])
+        assert created["prefix"] != key
         for headers in ({"Authorization": f"Bearer {key}"}, {"X-API-Key": key}):
             status, me = await gw.call("GET", "/api/me", headers=headers)
-            assert status == 200 and me["id"] == user_id
+            assert status == 200
+            assert me["id"] == user_id
         status, listed = await gw.call("GET", f"/api/users/{user_id}/apikeys", token)
         assert status == 200
         assert [k["id"] for k in listed["items"]] == [created["id"]]
-        assert "key" not in listed["items"][0] and key not in str(listed)
+        assert "key" not in listed["items"][0]
+        assert key not in str(listed)
         status, _ = await gw.call("DELETE", f"/api/users/{user_id}/apikeys/{created['id']}",
                                   token)
         assert status == 204
@@ -326,7 +336,8 @@ async def test_pirep_submit_review_history_and_precondition() -> None:
         assert_problem(status, body, 422, "validation_failed")
         assert body["errors"][0]["field"] == "block_on_at"
         status, pirep = await gw.call("POST", "/api/pireps", pilot, json=pirep_body())
-        assert status == 201 and pirep["status"] == "pending"
+        assert status == 201
+        assert pirep["status"] == "pending"
         assert pirep["tenant_id"] == tenant
         status, body = await gw.call("POST", f"/api/pireps/{pirep['id']}/review",
                                      gw.admin_token, json={"decision": "accept"},
@@ -336,8 +347,10 @@ async def test_pirep_submit_review_history_and_precondition() -> None:
                                          gw.admin_token, json={"decision": "accept",
                                                                "comment": "nice"},
                                          headers={"If-Match": f'"{pirep["version"]}"'})
-        assert status == 200 and reviewed["status"] == "accepted"
-        assert reviewed["reviewed_by"] and reviewed["version"] > pirep["version"]
+        assert status == 200
+        assert reviewed["status"] == "accepted"
+        assert reviewed["reviewed_by"]
+        assert reviewed["version"] > pirep["version"]
         status, body = await gw.call("POST", f"/api/pireps/{pirep['id']}/review",
                                      gw.admin_token, json={"decision": "reject"})
         assert_problem(status, body, 409, "invalid_state")
@@ -409,8 +422,10 @@ async def test_openapi_is_valid_3_1_and_lists_every_operation() -> None:
         assert len([m for p in spec["paths"].values() for m in p]) == 19
         docs = await gw.client.get("/api/docs")
         html = await docs.text()
-        assert docs.status == 200 and "openapi.json" in html
-        assert "http://" not in html and "https://" not in html  # offline: no CDN
+        assert docs.status == 200
+        assert "openapi.json" in html
+        assert "http://" not in html
+        assert "https://" not in html
         assert (await gw.client.get("/healthz")).status == 200
         metrics = await (await gw.client.get("/metrics")).text()
         assert "albatross_http_requests_total" in metrics
@@ -427,7 +442,8 @@ async def test_production_password_parameters_are_argon2id_above_owasp() -> None
         params = extract_parameters(encoded)
         assert encoded.startswith("$argon2id$")
         # OWASP: m >= 19 MiB with t >= 2 (or m >= 46 MiB with t >= 1), p >= 1.
-        assert params.memory_cost >= 19 * 1024 and params.time_cost >= 2
+        assert params.memory_cost >= 19 * 1024
+        assert params.time_cost >= 2
         assert await hasher.verify(encoded, "a password to hash")
         assert not await hasher.verify(encoded, "another password!")
         assert not hasher.needs_rehash(encoded)

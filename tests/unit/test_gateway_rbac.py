@@ -166,4 +166,5 @@ async def test_a_tenant_admin_registers_into_their_own_tenant_by_default() -> No
     async with world() as w:
         body = new_user("Pilot", None)(w.ids)
         status, user = await w.gw.call("POST", "/api/users", w.tokens["TenantAdmin"], json=body)
-        assert status == 201 and user["tenant_id"] == w.ids["own"]
+        assert status == 201
+        assert user["tenant_id"] == w.ids["own"]
