@@ -12,11 +12,14 @@ are harmless duplicates: the applier skips them and the ack covers them.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -28,6 +31,10 @@ from albatross.ports import RecordedEvent
 
 DURABLE = "albatross-projector"
 ACK_WAIT_SECONDS = 30.0
+
+
+def _is_status(msg: Msg) -> bool:
+    return not msg.data and bool(msg.headers) and "Status" in (msg.headers or {})
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,11 @@ class EventConsumer:
         self._durable = durable
         self._batch = batch
         self._fetch_timeout = fetch_timeout
-        self._subscription: JetStreamContext.PullSubscription | None = None
+        self._request_timeout = request_timeout
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
+        self._inbox: str | None = None
+        self._subscription: Subscription | None = None
         self._next_consumer_seq = 1
 
     def _config(self, start: int | None = None) -> ConsumerConfig:
@@ -88,18 +99,58 @@ class EventConsumer:
             # A server without consumer reset (before 2.14), or a config it refuses: start over.
             await self._js.delete_consumer(self._stream, self._durable)
             await self._js.add_consumer(self._stream, self._config(start=checkpoint + 1))
-        self._subscription = await self._js.pull_subscribe_bind(
-            self._durable, stream=self._stream)
+        # A fresh inbox: nothing delivered before the reset can reach this one.
+        self._inbox = self._nc.new_inbox()
+        self._subscription = await self._nc.subscribe(self._inbox, pending_msgs_limit=-1,
+                                                      pending_bytes_limit=-1)
         self._next_consumer_seq = 1
 
     async def fetch(self) -> list[Msg]:
-        """Up to one batch; [] when nothing arrived within the fetch timeout."""
-        if self._subscription is None:
-            raise RuntimeError("position_at() first")
-        try:
-            return await self._subscription.fetch(self._batch, timeout=self._fetch_timeout)
-        except (NatsTimeoutError, TimeoutError):
+        """What is pending now, up to one batch; else wait (at most the fetch timeout) for
+        the next event and return it with whatever followed it. [] when nothing came.
+
+        Pull requests are sent by hand: nats-py's ``fetch(n)`` keeps collecting until ``n``
+        messages or its timeout, which would hold a trickle of events for up to the timeout.
+        Here an idle consumer has a lingering request for ONE message, answered the moment an
+        event is stored, and everything else is asked for with ``no_wait`` (answered at once).
+        """
+        batch = await self._pull(self._batch, wait=None)
+        if batch:
+            return batch
+        first = await self._pull(1, wait=self._fetch_timeout)
+        if not first:
             return []
+        return first + await self._pull(self._batch - 1, wait=None)
+
+    async def _pull(self, count: int, wait: float | None) -> list[Msg]:
+        if self._subscription is None or self._inbox is None:
+            raise RuntimeError("position_at() first")
+        if count <= 0:
+            return []
+        request: dict[str, object] = {"batch": count}
+        if wait is None:
+            request["no_wait"] = True
+        else:
+            request["expires"] = int(wait * 1_000_000_000)
+        await self._nc.publish(self._next_subject, json.dumps(request).encode(),
+                               reply=self._inbox)
+        # The server answers a no_wait request at once; a lingering one by its expiry.
+        deadline = asyncio.get_running_loop().time() + (wait or 0.0) + self._request_timeout
+        out: list[Msg] = []
+        while len(out) < count:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                break
+            try:
+                msg = await self._subscription.next_msg(timeout=remaining)
+            except (NatsTimeoutError, TimeoutError):
+                break
+            if _is_status(msg):
+                # 404 no messages / 408 expired / 409 (e.g. consumer deleted): this request
+                # is over. A status left over from an earlier request only ends this one early.
+                break
+            out.append(msg)
+        return out
 
     def decode(self, messages: list[Msg], checkpoint: int) -> Delivery:
         records: list[Incoming] = []
