@@ -1,0 +1,130 @@
+"""The per-process hub: one live subscription to the changes stream, fanned out to sockets.
+
+Every notifier replica runs its own hub with its own (ordered, ephemeral) consumer, so each
+replica receives every change; there are no competing consumers. The hub also indexes the
+sockets by user and by credential so that a revocation finds them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+
+from albatross.observability import get_logger
+from albatross.services.notifier.fanout import Outgoing
+from albatross.services.notifier.metrics import NotifierMetrics
+from albatross.services.notifier.ports import Change, ChangeFeed, LiveChanges
+from albatross.services.notifier.session import Session
+
+_log = get_logger("albatross.notifier.hub")
+
+
+class Hub:
+    def __init__(self, feed: ChangeFeed, metrics: NotifierMetrics) -> None:
+        self._feed = feed
+        self._metrics = metrics
+        self._sessions: set[Session] = set()
+        self._by_user: dict[str, set[Session]] = {}
+        self._by_secret: dict[str, set[Session]] = {}
+        self._last_sequence = 0
+        self._live: LiveChanges | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def last_sequence(self) -> int:
+        """The last change sequence this hub has dispatched: the ``ready`` sequence."""
+        return self._last_sequence
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Subscribe from the stream's current head; returns once subscribed."""
+        head = await self._feed.head()
+        self._last_sequence = head
+        self._metrics.change_sequence.set(head)
+        self._live = await self._feed.subscribe(after=head)
+        self._task = asyncio.create_task(self._run(self._live), name="notifier.hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._live is not None:
+            await self._live.close()
+
+    async def _run(self, live: LiveChanges) -> None:
+        try:
+            async for change in live:
+                self.dispatch(change)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Without its feed the process cannot keep its promise: /readyz says so.
+            _log.exception("changes feed failed")
+            raise
+
+    def dispatch(self, change: Change) -> None:
+        """Hand one change to every socket (synchronously: sockets never make it wait)."""
+        if change.sequence <= self._last_sequence:
+            return  # a redelivery after a consumer reset
+        self._last_sequence = change.sequence
+        self._metrics.changes_received.inc()
+        self._metrics.change_sequence.set(change.sequence)
+        if change.message is None:
+            self._metrics.changes_undecodable.inc()
+            _log.warning("undecodable change skipped", sequence=change.sequence)
+            return
+        outgoing = Outgoing(change.message)
+        for session in list(self._sessions):
+            session.offer(outgoing)
+
+    # Sockets ----------------------------------------------------------------------------------
+
+    def register(self, session: Session) -> None:
+        """Start sending live changes to ``session`` from the current sequence on.
+
+        Binding the ready sequence and joining the fan-out happen in one synchronous step, so
+        no change falls between the two.
+        """
+        session.bind(self._last_sequence)
+        self._sessions.add(session)
+        self._by_user.setdefault(session.principal.user_id, set()).add(session)
+        self._by_secret.setdefault(session.secret_hash, set()).add(session)
+        self._metrics.sockets_authenticated.set(len(self._sessions))
+
+    def unregister(self, session: Session) -> None:
+        self._sessions.discard(session)
+        _discard(self._by_user, session.principal.user_id, session)
+        _discard(self._by_secret, session.secret_hash, session)
+        self._metrics.sockets_authenticated.set(len(self._sessions))
+
+    def sessions(self) -> list[Session]:
+        return list(self._sessions)
+
+    def sessions_of_user(self, user_id: str) -> list[Session]:
+        return list(self._by_user.get(user_id, ()))
+
+    def sessions_with_secret(self, secret_hash: str) -> list[Session]:
+        return list(self._by_secret.get(secret_hash, ()))
+
+    async def close_all(self, code: int, reason: str) -> None:
+        sessions = self.sessions()
+        for session in sessions:
+            session.close(code, reason)
+        await wait_closed(sessions)
+
+
+async def wait_closed(sessions: Iterable[Session]) -> None:
+    await asyncio.gather(*(s.wait_closed() for s in sessions), return_exceptions=True)
+
+
+def _discard(index: dict[str, set[Session]], key: str, session: Session) -> None:
+    members = index.get(key)
+    if members is not None:
+        members.discard(session)
+        if not members:
+            del index[key]
