@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from datetime import timedelta
 
 import nats
@@ -11,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from albatross.adapters.jetstream.topology import Topology
-from albatross.config import Settings
+from albatross.config import ConfigError, Settings
 from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import OpsEndpoints
@@ -93,7 +94,11 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
 
 
 def main() -> None:
-    settings = Settings.from_env(os.environ)
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        sys.stderr.write(f"albatross-gateway: error: {exc}\n")
+        raise SystemExit(2) from None
     configure_logging("gateway", settings.log_level, human=settings.dev_mode)
     run_main(lambda shutdown: serve(settings, shutdown), name="albatross-gateway")
 

@@ -1,0 +1,77 @@
+"""No password, hash, session token or API-key secret in any log line or response."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from albatross.application.credentials import secret_hash
+from albatross.observability import configure_logging
+from tests.unit.test_gateway_harness import PASSWORD, gateway, pirep_body
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("gateway", "debug", stream=buffer)
+    try:
+        yield buffer
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+async def test_a_full_flow_leaks_no_secret(captured_logs: io.StringIO) -> None:
+    secrets: list[str] = [PASSWORD, "a brand new password", "reset by the admin", "wrong pw 123"]
+    bodies: list[str] = []
+    async with gateway() as gw:
+        secrets.append(gw.admin_token)
+
+        async def call(method: str, path: str, token: str | None = None,
+                       **kwargs: object) -> tuple[int, object]:
+            status, body = await gw.call(method, path, token, **kwargs)  # type: ignore[arg-type]
+            bodies.append(str(body))
+            return status, body
+
+        tenant = await gw.tenant()
+        user_id, email = await gw.user("Pilot", tenant)
+        await call("POST", "/api/auth/login", json={"email": email, "password": "wrong pw 123"})
+        token = await gw.login(email)
+        secrets.append(token)
+        status, created = await call("POST", f"/api/users/{user_id}/apikeys", token,
+                                     json={"name": "ACARS"})
+        assert isinstance(created, dict)
+        key = created["key"]
+        secrets.append(key)
+        bodies.pop()  # the one response allowed to show the key
+        await call("POST", "/api/pireps", headers={"X-API-Key": key}, json=pirep_body())
+        await call("GET", "/api/me", headers={"Authorization": f"Bearer {key}"})
+        await call("POST", "/api/users", gw.admin_token, json={
+            "email": "x@example.com", "display_name": "X", "password": "too short",
+            "role": "Pilot", "tenant_id": tenant})
+        await call("POST", f"/api/users/{user_id}/password", token,
+                   json={"current_password": PASSWORD, "new_password": "a brand new password"})
+        await call("POST", f"/api/users/{user_id}/password", gw.admin_token,
+                   json={"new_password": "reset by the admin"})
+        await call("GET", "/api/users", gw.admin_token)
+        await call("GET", f"/api/users/{user_id}/apikeys", gw.admin_token)
+        await call("POST", "/api/auth/logout", gw.admin_token)
+        await call("GET", "/api/me", headers={"Authorization": f"Bearer {token}"})
+        # The stored forms: argon2 hashes and SHA-256 digests of tokens and keys.
+        user = (await gw.deps.commands._repos.users.load(  # noqa: SLF001 - test introspection
+            (await gw.store.locate("user", user_id)))).state  # type: ignore[arg-type]
+        assert user is not None
+        secrets += [user.password_hash, secret_hash(key), secret_hash(token)]
+    logs = captured_logs.getvalue()
+    assert "request" in logs  # the capture works
+    everything = logs + "\n".join(bodies)
+    assert "$argon2" not in everything
+    for secret in secrets:
+        assert secret not in everything, f"leaked: {secret[:6]}..."
