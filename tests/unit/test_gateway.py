@@ -222,8 +222,7 @@ async def test_a_revocation_reaches_another_replica_within_one_second() -> None:
         # A second replica: its own authenticator and cache over the same stores.
         from albatross.application.auth import Authenticator
 
-        replica = Authenticator(gw.deps.commands._repos.users,
-                                gw.deps.login._sessions, gw.store, gw.clock,
+        replica = Authenticator(gw.repos.users, gw.sessions, gw.store, gw.clock,
                                 cache_ttl=0.5)
         assert isinstance(await replica.authenticate(token), Principal)
         assert (await gw.call("POST", "/api/auth/logout", token))[0] == 204

@@ -67,6 +67,8 @@ class Gateway:
     read_models: InMemoryReadModels
     clock: TickingClock
     deps: GatewayDeps
+    repos: Repositories
+    sessions: InMemoryKeyValue
     admin_token: str
 
     async def login(self, email: str, password: str = PASSWORD) -> str:
@@ -146,7 +148,8 @@ async def gateway(*, cache_ttl: float = 0.0, session_ttl: timedelta = timedelta(
     client: TestClient[Any, Any] = TestClient(TestServer(create_app(deps)))
     await client.start_server()
     try:
-        harness = Gateway(client, store, read_models, clock, deps, admin_token="")
+        harness = Gateway(client, store, read_models, clock, deps, repos, sessions,
+                          admin_token="")
         if not admin_must_change:
             harness.admin_token = await harness.login(ADMIN_EMAIL)
         yield harness

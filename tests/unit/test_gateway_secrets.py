@@ -45,7 +45,7 @@ async def test_a_full_flow_leaks_no_secret(captured_logs: io.StringIO) -> None:
         await call("POST", "/api/auth/login", json={"email": email, "password": "wrong pw 123"})
         token = await gw.login(email)
         secrets.append(token)
-        status, created = await call("POST", f"/api/users/{user_id}/apikeys", token,
+        _, created = await call("POST", f"/api/users/{user_id}/apikeys", token,
                                      json={"name": "ACARS"})
         assert isinstance(created, dict)
         key = created["key"]
@@ -65,8 +65,9 @@ async def test_a_full_flow_leaks_no_secret(captured_logs: io.StringIO) -> None:
         await call("POST", "/api/auth/logout", gw.admin_token)
         await call("GET", "/api/me", headers={"Authorization": f"Bearer {token}"})
         # The stored forms: argon2 hashes and SHA-256 digests of tokens and keys.
-        user = (await gw.deps.commands._repos.users.load(  # noqa: SLF001 - test introspection
-            (await gw.store.locate("user", user_id)))).state  # type: ignore[arg-type]
+        stream = await gw.store.locate("user", user_id)
+        assert stream is not None
+        user = (await gw.repos.users.load(stream)).state
         assert user is not None
         secrets += [user.password_hash, secret_hash(key), secret_hash(token)]
     logs = captured_logs.getvalue()
