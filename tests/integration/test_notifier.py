@@ -65,11 +65,13 @@ async def test_each_socket_gets_exactly_its_tenants_changes_once_in_order(nats_u
         for name, client in clients.items():
             principal = tokens[name]
             mine = [(seq, change) for seq, t, change in published if t == principal.tenant_id]
-            got = await client.changes_until(lambda c, n=len(mine): len(c) >= n)
+            expected = len(mine)
+            got = await client.changes_until(lambda c, n=expected: len(c) >= n)
             assert await client.quiet(0.5) == [], f"{name} got extra changes"
             assert seqs(got) == [seq for seq, _ in mine], f"{name}: wrong set or order"
-            for message, (seq, change) in zip(got, mine, strict=True):
-                assert message["id"] == change.id and message["entity"] == change.entity
+            for message, (_seq, change) in zip(got, mine, strict=True):
+                assert message["id"] == change.id
+                assert message["entity"] == change.entity
                 assert message["tenant_id"] == principal.tenant_id
                 assert message["event"] == change.event
                 if change.entity == "user":
@@ -79,7 +81,8 @@ async def test_each_socket_gets_exactly_its_tenants_changes_once_in_order(nats_u
                     assert message["data"]["email"] == expected, (name, message)
                 else:
                     assert message["data"] == msgspec.to_builtins(change.data)
-            assert client.ready is not None and client.ready["sequence"] < seqs(got)[0]
+            assert client.ready is not None
+            assert client.ready["sequence"] < seqs(got)[0]
         for client in clients.values():
             await client.close()
         assert running.metric("albatross_notifier_messages_sent_total", type="change") == \
@@ -221,20 +224,19 @@ async def test_a_second_resume_or_an_unknown_message_closes_1008(nats_url: str) 
 async def test_shutdown_closes_every_socket_with_1001(nats_url: str) -> None:
     tenant = uid("t-")
     auth = FakeAuthenticator({"tok": Principal(uid(), "Pilot", tenant, session_id="s")})
-    async with connected(nats_url) as conn:
-        async with notifier(conn, auth) as running:
-            ready = [await connect(running.url(), "tok") for _ in range(3)]
-            unauthenticated = await open_socket(running.url())
-            codes = asyncio.gather(*(c.close_code(timeout=5) for c in
-                                     [*ready, unauthenticated]))
-            await asyncio.sleep(0.1)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            await running.server.close()
-            assert await codes == [1001, 1001, 1001, 1001]
-            assert loop.time() - started < 5
-            for client in [*ready, unauthenticated]:
-                await client.close()
+    async with connected(nats_url) as conn, notifier(conn, auth) as running:
+        ready = [await connect(running.url(), "tok") for _ in range(3)]
+        unauthenticated = await open_socket(running.url())
+        codes = asyncio.gather(*(c.close_code(timeout=5) for c in
+                                 [*ready, unauthenticated]))
+        await asyncio.sleep(0.1)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await running.server.close()
+        assert await codes == [1001, 1001, 1001, 1001]
+        assert loop.time() - started < 5
+        for client in [*ready, unauthenticated]:
+            await client.close()
 
 
 # A client that stops reading, with a small receive window (aiohttp's client would keep
@@ -263,7 +265,8 @@ class RawSocket:
         raw = cls(reader, writer)
         raw.send_text(msgspec.json.encode({"type": "auth", "token": token}))
         opcode, payload = await raw.frame()
-        assert opcode == 1 and b'"ready"' in payload
+        assert opcode == 1
+        assert b'"ready"' in payload
         return raw
 
     def send_text(self, payload: bytes) -> None:
