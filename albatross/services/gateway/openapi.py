@@ -92,7 +92,14 @@ def _responses(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
         success["content"] = {"application/json": {"schema": schema_of[id(op.response)]}}
     responses: dict[str, Any] = {str(op.status): success}
     by_status: dict[int, list[str]] = {}
-    for code in (*op.errors, "internal"):
+    implied = ["internal"]
+    if op.auth:
+        implied += ["unauthorized", "unavailable"]
+    if op.auth and op.method == "GET":
+        implied.append("malformed_request")  # a bad Albatross-Min-Sequence header
+    if "{" in op.path:
+        implied.append("not_found")
+    for code in dict.fromkeys((*op.errors, *implied)):
         by_status.setdefault(STATUS_OF[code], []).append(code)
     if op.method != "GET" or op.body is not None:
         by_status.setdefault(413, ["payload_too_large"])
