@@ -1,0 +1,47 @@
+import { memo } from "react";
+import { formatDateTime, formatMinutes } from "../lib/format";
+import { Link } from "../lib/router";
+import type { Pirep } from "../lib/types";
+import { StatusBadge, UserName } from "./ui";
+
+/** PIREPs as a responsive list: a grid row on wide screens, a compact card on phones. */
+export function PirepRows({ items, showPilot = true, label = "PIREPs" }: { items: Pirep[]; showPilot?: boolean; label?: string }) {
+  return (
+    <div className="overflow-hidden rounded-lg bg-white shadow-sm ring-1 ring-slate-200">
+      <div aria-hidden="true" className="hidden grid-cols-[7rem_9rem_minmax(0,1fr)_11rem_6rem_6rem] gap-3 border-b border-slate-200 bg-slate-50 px-4 py-2 text-xs font-semibold uppercase tracking-wide text-slate-500 md:grid">
+        <span>Flight</span>
+        <span>Route</span>
+        <span>{showPilot ? "Pilot" : "Aircraft"}</span>
+        <span>Block off</span>
+        <span>Time</span>
+        <span>Status</span>
+      </div>
+      <ul aria-label={label} className="divide-y divide-slate-100" data-testid="pirep-list">
+        {items.map((p) => (
+          <PirepRow key={p.id} pirep={p} showPilot={showPilot} />
+        ))}
+      </ul>
+    </div>
+  );
+}
+
+const PirepRow = memo(function PirepRow({ pirep: p, showPilot }: { pirep: Pirep; showPilot: boolean }) {
+  return (
+    <li className="pirep-row relative grid grid-cols-[minmax(0,1fr)_auto] gap-x-3 gap-y-0.5 px-4 py-3 hover:bg-slate-50 md:grid-cols-[7rem_9rem_minmax(0,1fr)_11rem_6rem_6rem] md:items-center" data-pirep-id={p.id} data-status={p.status}>
+      <Link to={`/pireps/${encodeURIComponent(p.id)}`} className="font-semibold text-sky-800 after:absolute after:inset-0 hover:underline focus:outline-none focus-visible:after:outline-2 focus-visible:after:outline-sky-600">
+        {p.flight_number}
+      </Link>
+      <span className="text-right md:order-last md:text-left">
+        <StatusBadge status={p.status} />
+      </span>
+      <span className="text-sm text-slate-800">
+        {p.departure} → {p.arrival}
+      </span>
+      <span className="truncate text-right text-sm text-slate-600 md:text-left">
+        {showPilot ? <UserName id={p.pilot_id} /> : (p.aircraft_type ?? "—")}
+      </span>
+      <span className="text-xs text-slate-500 md:text-sm md:text-slate-700">{formatDateTime(p.block_off_at)}</span>
+      <span className="text-right text-xs text-slate-500 md:text-left md:text-sm md:text-slate-700">{formatMinutes(p.flight_time_minutes)}</span>
+    </li>
+  );
+});
