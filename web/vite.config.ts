@@ -7,7 +7,8 @@ import tailwindcss from "@tailwindcss/vite";
 const apiTarget = process.env.ALBATROSS_API_TARGET ?? "http://127.0.0.1:8080";
 
 export default defineConfig({
-  plugins: [react(), tailwindcss()],
+  // The issue asks for the SWC React plugin; its hint to switch to the Oxc one is noise here.
+  plugins: [react({ disableOxcRecommendation: true }), tailwindcss()],
   build: {
     outDir: "dist",
     emptyOutDir: true,
