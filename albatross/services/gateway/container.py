@@ -66,7 +66,7 @@ def closing(close: Callable[[], Awaitable[None]]) -> CleanupContext:
 async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadModels, *,
                              registry: CollectorRegistry, ops: OpsEndpoints,
                              session_ttl: timedelta, login_limit_per_address: int = 0,
-                             web_dir: Path | None = None,
+                             web_dir: Path | None = None, ws_upstream: str | None = None,
                              hasher: PasswordHasher | None = None,
                              clock: Clock | None = None, ids: IdGenerator | None = None,
                              resources: tuple[CleanupContext, ...] = ()) -> GatewayDeps:
@@ -99,4 +99,5 @@ async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadMode
         extra.append(closing(close_hasher))
     return GatewayDeps(authenticator=auth.authenticator, login=login, commands=commands,
                        read_models=read_models, claims=auth.claims, clock=clock,
-                       registry=registry, ops=ops, web_dir=web_dir, resources=tuple(extra))
+                       registry=registry, ops=ops, web_dir=web_dir, ws_upstream=ws_upstream,
+                       resources=tuple(extra))

@@ -33,6 +33,8 @@ class GatewayDeps:
     registry: CollectorRegistry
     ops: OpsEndpoints
     web_dir: Path | None = None
+    # The notifier's WebSocket URL, relayed at /api/ws (all-in-one run); None: no relay.
+    ws_upstream: str | None = None
     # Resources the app owns (connections, pools, background flushers): opened on startup,
     # closed on cleanup, in aiohttp's cleanup_ctx order.
     resources: Sequence[CleanupContext] = field(default_factory=tuple)
