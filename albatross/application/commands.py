@@ -7,7 +7,7 @@ principal (or, for a PlatformAdmin, from the resource), never trusted from input
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -81,9 +81,6 @@ class Appended(Generic[S]):
     state: S | None
     result: AppendResult
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.state, self.result))
-
 
 def require(verdict: Verdict, what: str) -> None:
     """HIDDEN answers 404 (the caller may not know it exists), FORBIDDEN 403."""
@@ -136,12 +133,12 @@ class CommandService:
         # A tenant's own record lives in its scope, like everything else of the tenant.
         stream = self._repos.tenants.stream(tenant_id, tenant_id)
         try:
-            state, result = await self._append_new(self._repos.tenants, stream, events,
-                                                   principal, claims=[Claim("icao", icao)])
+            appended = await self._append_new(self._repos.tenants, stream, events, principal,
+                                              claims=[Claim("icao", icao)])
         except ClaimTaken:
             raise IcaoTaken(f"the ICAO code {icao} is taken") from None
-        assert state is not None
-        return Done(tenant_view(state), sequence_of(result))
+        assert appended.state is not None
+        return Done(tenant_view(appended.state), sequence_of(appended.result))
 
     # Users --------------------------------------------------------------------------------
 
@@ -168,13 +165,13 @@ class CommandService:
                                  must_change_password=must_change_password)
         stream = self._repos.users.stream(user_id, tenant_id or PLATFORM_SCOPE)
         try:
-            state, result = await self._append_new(self._repos.users, stream,
-                                                   users.decide_register(None, cmd), principal,
-                                                   claims=[email_claim])
+            appended = await self._append_new(self._repos.users, stream,
+                                              users.decide_register(None, cmd), principal,
+                                              claims=[email_claim])
         except ClaimTaken:
             raise EmailTaken("a user with this email exists") from None
-        assert state is not None
-        return Done(user_view(state), sequence_of(result))
+        assert appended.state is not None
+        return Done(user_view(appended.state), sequence_of(appended.result))
 
     async def change_password(self, principal: Principal, user_id: str, *, new_password: str,
                               current_password: str | None) -> int:
@@ -196,9 +193,9 @@ class CommandService:
             by_admin, keep = True, None
         cmd = users.SetPassword(password_hash=await self._hasher.hash(new_password),
                                 by_admin=by_admin, keep_session_id=keep)
-        _, result = await self._decide_and_append(
+        result = (await self._decide_and_append(
             self._repos.users, loaded.stream, lambda s: users.decide_set_password(s, cmd),
-            principal)
+            principal)).result
         self._credentials_changed(user_id)
         return sequence_of(result)
 
@@ -212,9 +209,9 @@ class CommandService:
         cmd = users.CreateApiKey(key_id=self._ids.new_id(), name=name,
                                  prefix=key_display_prefix(key), key_hash=digest)
         now = self._clock.now()
-        _, result = await self._decide_and_append(
+        result = (await self._decide_and_append(
             self._repos.users, loaded.stream, lambda s: users.decide_create_api_key(s, cmd),
-            principal, claims=[Claim("apikey", digest)], now=now)
+            principal, claims=[Claim("apikey", digest)], now=now)).result
         return Done(NewApiKey(id=cmd.key_id, name=name.strip(), prefix=cmd.prefix, key=key,
                               created_at=now), sequence_of(result))
 
@@ -223,9 +220,9 @@ class CommandService:
         assert loaded.state is not None
         require(policy.manage_api_keys(principal, user_id, loaded.state.tenant_id), "user")
         cmd = users.RevokeApiKey(key_id=key_id)
-        _, result = await self._decide_and_append(
+        result = (await self._decide_and_append(
             self._repos.users, loaded.stream, lambda s: users.decide_revoke_api_key(s, cmd),
-            principal)
+            principal)).result
         self._credentials_changed(user_id)
         return sequence_of(result)
 
@@ -258,15 +255,16 @@ class CommandService:
                                  now=self._clock.now())
         events = pireps.decide_submit(None, cmd)
         try:
-            state, result = await self._append_new(self._repos.pireps, stream, events,
-                                                   principal, idempotency_key=append_key)
+            appended = await self._append_new(self._repos.pireps, stream, events, principal,
+                                              idempotency_key=append_key)
         except WrongExpectedVersion:
             if append_key is None:
                 raise Conflict("the PIREP already exists") from None
             return await self._replay(stream)  # a concurrent retry with the same key won
-        if state is None or result.duplicate:
+        if appended.state is None or appended.result.duplicate:
             return await self._replay(stream)
-        return Done(pirep_view(state, result.sequence), sequence_of(result))
+        return Done(pirep_view(appended.state, appended.result.sequence),
+                    sequence_of(appended.result))
 
     async def _replay(self, stream: StreamId) -> Done[PirepView]:
         loaded = await self._repos.pireps.load(stream)
@@ -295,8 +293,9 @@ class CommandService:
                 raise PreconditionFailed("the PIREP changed meanwhile") from None
             state: Pirep | None = PIREP.fold(loaded.state, ((e, now) for e in events))
         else:
-            state, result = await self._decide_and_append(
+            appended = await self._decide_and_append(
                 self._repos.pireps, stream, lambda s: pireps.decide_review(s, cmd), principal)
+            state, result = appended.state, appended.result
         assert state is not None
         return Done(pirep_view(state, result.sequence), sequence_of(result))
 
