@@ -3,7 +3,9 @@
 // after the last change sequence it saw, so a reconnect loses nothing; duplicates are dropped.
 
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
-import useWebSocket from "react-use-websocket";
+// The package is CommonJS with an `exports.default`; bundlers disagree on what a default import
+// of it means, so the hook is imported by name from its own module.
+import { useWebSocket } from "react-use-websocket/dist/lib/use-websocket";
 import { nextSequence } from "./collection";
 import type { ChangeMessage, ServerMessage } from "./types";
 

@@ -14,13 +14,13 @@ function Figures({ user }: { user: User }) {
       <dl className="grid grid-cols-2 gap-4" data-testid="flight-figures">
         <div>
           <dt className="text-sm text-slate-600">Accepted flights</dt>
-          <dd className="text-3xl font-bold tabular-nums" data-testid="flight-count">
+          <dd className="text-2xl font-bold whitespace-nowrap tabular-nums" data-testid="flight-count">
             {formatNumber(user.flight_count)}
           </dd>
         </div>
         <div>
           <dt className="text-sm text-slate-600">Flight time</dt>
-          <dd className="text-3xl font-bold tabular-nums" data-testid="flight-time">
+          <dd className="text-2xl font-bold whitespace-nowrap tabular-nums" data-testid="flight-time">
             {formatMinutes(user.flight_minutes)}
           </dd>
         </div>

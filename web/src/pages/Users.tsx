@@ -217,7 +217,7 @@ export default function Users() {
                         {u.flight_count} {u.flight_count === 1 ? "flight" : "flights"} · {formatMinutes(u.flight_minutes)}
                       </span>
                     )}
-                    <span className="hidden md:inline">· joined {formatDate(u.created_at)}</span>
+                    <span className="hidden md:inline">joined {formatDate(u.created_at)}</span>
                   </div>
                 </li>
               );
