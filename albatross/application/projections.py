@@ -39,6 +39,7 @@ from albatross.domain.users import (
 from albatross.ports import PLATFORM_SCOPE, HistoryItem, RecordedEvent, is_valid_token
 
 CHANGES_ROOT = "albatross.changes"
+
 # Change messages carry ``sequence = 0`` when written: the change sequence the contract
 # promises is the changes stream's own message sequence, known only once stored there, and the
 # notifier sets it from the stream message's metadata.
@@ -171,19 +172,21 @@ def _skip(reason: str) -> Projected:
     return Projected(skipped=reason)
 
 
-def _done(record: RecordedEvent, *changes: tuple[Entity, Resource, str | None],
+def _done(record: RecordedEvent, wanted: bool, *changes: tuple[Entity, Resource, str | None],
           history: list[HistoryEntry] | None = None) -> Projected:
     out = []
-    for entity, resource, tenant_id in changes:
+    for entity, resource, tenant_id in changes if wanted else ():
         change = _change(entity, resource, tenant_id, record.event)
         if change is not None:
             out.append(change)
     return Projected(changes=out, history=history or [])
 
 
-def project(record: RecordedEvent, state: ProjectionState) -> Projected:
+def project(record: RecordedEvent, state: ProjectionState, *,
+            changes: bool = True) -> Projected:
     """Apply one public event to ``state``; what it caused, or why it was skipped.
 
+    ``changes=False`` skips building change messages (a rebuild publishes none).
     Credential events never reach the projector (they are not under ``albatross.events.>``);
     if one does, it is skipped without touching anything.
     """
@@ -193,10 +196,10 @@ def project(record: RecordedEvent, state: ProjectionState) -> Projected:
     handler = _HANDLERS.get(type(event))
     if handler is None:
         return _skip(f"no projection for event type {event.event_type}")
-    return handler(record, state)
+    return handler(record, state, changes)
 
 
-def _tenant_created(record: RecordedEvent, state: ProjectionState) -> Projected:
+def _tenant_created(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
     event = record.event
     assert isinstance(event, TenantCreated)
     if event.tenant_id in state.tenants:
@@ -204,10 +207,10 @@ def _tenant_created(record: RecordedEvent, state: ProjectionState) -> Projected:
     tenant = TenantView(id=event.tenant_id, name=event.name, icao=event.icao, iata=event.iata,
                         created_at=record.occurred_at, pilot_count=0)
     state.put(tenant)
-    return _done(record, ("tenant", tenant, tenant.id))
+    return _done(record, wanted, ("tenant", tenant, tenant.id))
 
 
-def _user_registered(record: RecordedEvent, state: ProjectionState) -> Projected:
+def _user_registered(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
     event = record.event
     assert isinstance(event, UserRegistered)
     if event.user_id in state.users:
@@ -223,10 +226,10 @@ def _user_registered(record: RecordedEvent, state: ProjectionState) -> Projected
         tenant = msgspec.structs.replace(tenant, pilot_count=tenant.pilot_count + 1)
         state.put(tenant)
         changes.append(("tenant", tenant, tenant.id))
-    return _done(record, *changes)
+    return _done(record, wanted, *changes)
 
 
-def _password_changed(record: RecordedEvent, state: ProjectionState) -> Projected:
+def _password_changed(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
     event = record.event
     assert isinstance(event, PasswordChanged)
     user = state.users.get(event.user_id)
@@ -234,7 +237,7 @@ def _password_changed(record: RecordedEvent, state: ProjectionState) -> Projecte
         return _skip(f"unknown user {event.user_id}")
     user = msgspec.structs.replace(user, must_change_password=event.must_change_password)
     state.put(user)
-    return _done(record, ("user", user, user.tenant_id))
+    return _done(record, wanted, ("user", user, user.tenant_id))
 
 
 def _owner_tenant(record: RecordedEvent, state: ProjectionState, user_id: str) -> str | None:
@@ -245,7 +248,7 @@ def _owner_tenant(record: RecordedEvent, state: ProjectionState, user_id: str) -
     return None if scope == PLATFORM_SCOPE else scope
 
 
-def _api_key_created(record: RecordedEvent, state: ProjectionState) -> Projected:
+def _api_key_created(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
     event = record.event
     assert isinstance(event, ApiKeyCreated)
     if event.key_id in state.api_keys:
@@ -254,10 +257,10 @@ def _api_key_created(record: RecordedEvent, state: ProjectionState) -> Projected
                      prefix=event.prefix, created_at=record.occurred_at, last_used_at=None,
                      revoked_at=None)
     state.put(key)
-    return _done(record, ("apikey", key, _owner_tenant(record, state, event.user_id)))
+    return _done(record, wanted, ("apikey", key, _owner_tenant(record, state, event.user_id)))
 
 
-def _api_key_revoked(record: RecordedEvent, state: ProjectionState) -> Projected:
+def _api_key_revoked(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
     event = record.event
     assert isinstance(event, ApiKeyRevoked)
     key = state.api_keys.get(event.key_id)
@@ -267,10 +270,10 @@ def _api_key_revoked(record: RecordedEvent, state: ProjectionState) -> Projected
         return _skip(f"API key {event.key_id} is revoked already")
     key = msgspec.structs.replace(key, revoked_at=record.occurred_at)
     state.put(key)
-    return _done(record, ("apikey", key, _owner_tenant(record, state, event.user_id)))
+    return _done(record, wanted, ("apikey", key, _owner_tenant(record, state, event.user_id)))
 
 
-def _pirep_submitted(record: RecordedEvent, state: ProjectionState) -> Projected:
+def _pirep_submitted(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
     event = record.event
     assert isinstance(event, PirepSubmitted)
     if event.pirep_id in state.pireps:
@@ -286,11 +289,11 @@ def _pirep_submitted(record: RecordedEvent, state: ProjectionState) -> Projected
         remarks=d.remarks, source=d.source, submitted_at=record.occurred_at, reviewed_at=None,
         reviewed_by=None, review_comment=None, version=record.sequence)
     state.put(pirep)
-    return _done(record, ("pirep", pirep, pirep.tenant_id),
+    return _done(record, wanted, ("pirep", pirep, pirep.tenant_id),
                  history=[_history(record, pirep.id)])
 
 
-def _pirep_reviewed(record: RecordedEvent, state: ProjectionState) -> Projected:
+def _pirep_reviewed(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
     event = record.event
     assert isinstance(event, PirepAccepted | PirepRejected)
     pirep = state.pireps.get(event.pirep_id)
@@ -311,7 +314,7 @@ def _pirep_reviewed(record: RecordedEvent, state: ProjectionState) -> Projected:
             flight_minutes=pilot.flight_minutes + pirep.flight_time_minutes)
         state.put(pilot)
         changes.append(("user", pilot, pilot.tenant_id))
-    return _done(record, *changes, history=[_history(record, pirep.id)])
+    return _done(record, wanted, *changes, history=[_history(record, pirep.id)])
 
 
 def pilot_of(event: Event, state: ProjectionState) -> str | None:

@@ -47,7 +47,7 @@ from albatross.domain.users import (
 )
 from albatross.infra._process import free_port, http_get
 from albatross.infra.nats_server import NatsServer
-from albatross.ports import PLATFORM_SCOPE, AppendRequest, StreamId
+from albatross.ports import AppendRequest, StreamId
 from albatross.services.projector.metrics import ProjectorMetrics
 from albatross.services.projector.rebuild import rebuild, replay
 from albatross.services.projector.runner import Projector
@@ -439,7 +439,8 @@ async def test_a_standby_takes_over_within_five_seconds(fresh_nats: NatsServer, 
                 leader = leaders[0]
                 standby = second if leader is first else first
             await asyncio.sleep(0.1)
-        assert leader is not None and standby is not None, "no single leader emerged"
+        assert leader is not None, "no single leader emerged"
+        assert standby is not None
         warm = await load.append(StreamId("tenant", "warm"), TenantCreated(
             tenant_id="warm", name="W", icao="WRM", iata=None))
         assert warm is not None

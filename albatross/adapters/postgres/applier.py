@@ -109,7 +109,7 @@ class BatchApplier:
             if isinstance(record, Poison):
                 result.poison.append(record)
                 continue
-            outcome = project(record, state)
+            outcome = project(record, state, changes=self._outbox)
             if outcome.skipped is not None:
                 result.poison.append(Poison(record.sequence, f"{EVENTS}.{record.stream.key}",
                                             outcome.skipped))

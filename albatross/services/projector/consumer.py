@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections import deque
 from dataclasses import dataclass
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
@@ -56,6 +56,82 @@ def decode_message(codec: EventCodec, sequence: int, msg: Msg) -> Incoming:
     return RecordedEvent(sequence, stream, event, occurred_at, actor_id)
 
 
+class Puller:
+    """Pull requests sent by hand to one consumer, answered into a private inbox.
+
+    nats-py's ``fetch(n)`` keeps collecting until ``n`` messages or its timeout (holding a
+    trickle of events for up to the timeout) and costs a task per message; here a request
+    with ``no_wait`` is answered at once with what is pending, and a lingering request for
+    one message is answered the moment an event is stored. Messages land in a buffer from a
+    subscription callback; deliveries of an abandoned request stay buffered, in order.
+    """
+
+    def __init__(self, nc: NATS, stream: str, consumer: str, *,
+                 request_timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._timeout = request_timeout
+        self._buffer: deque[Msg] = deque()
+        self._arrived = asyncio.Event()
+        self._inbox = ""
+        self._subscription: Subscription | None = None
+
+    async def open(self) -> None:
+        self._inbox = self._nc.new_inbox()
+        self._subscription = await self._nc.subscribe(
+            self._inbox, cb=self._on_message, pending_msgs_limit=-1, pending_bytes_limit=-1)
+
+    async def close(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        self._buffer.clear()
+        if subscription is not None:
+            # A dead subscription (connection gone) needs no clean-up.
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._buffer.append(msg)
+        self._arrived.set()
+
+    async def pull(self, count: int, wait: float | None) -> list[Msg]:
+        """Up to ``count`` messages: pending ones (``wait`` None), or the first to come
+        within ``wait`` seconds."""
+        if self._subscription is None:
+            raise RuntimeError("open() first")
+        if count <= 0:
+            return []
+        request: dict[str, object] = {"batch": count}
+        if wait is None:
+            request["no_wait"] = True
+        else:
+            request["expires"] = int(wait * 1_000_000_000)
+        await self._nc.publish(self._next_subject, json.dumps(request).encode(),
+                               reply=self._inbox)
+        loop = asyncio.get_running_loop()
+        # The server answers a no_wait request at once; a lingering one by its expiry.
+        deadline = loop.time() + (wait or 0.0) + self._timeout
+        out: list[Msg] = []
+        while len(out) < count:
+            while self._buffer and len(out) < count:
+                msg = self._buffer.popleft()
+                if _is_status(msg):
+                    # 404 no messages / 408 expired / 409: this request is over. A status
+                    # left over from an earlier request only ends this one early.
+                    return out
+                out.append(msg)
+            if len(out) >= count:
+                break
+            self._arrived.clear()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                break
+        return out
+
+
 class EventConsumer:
     def __init__(self, nc: NATS, codec: EventCodec, stream: str, *, durable: str = DURABLE,
                  batch: int = 500, fetch_timeout: float = 1.0,
@@ -67,10 +143,7 @@ class EventConsumer:
         self._batch = batch
         self._fetch_timeout = fetch_timeout
         self._request_timeout = request_timeout
-        self._nc = nc
-        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"
-        self._inbox: str | None = None
-        self._subscription: Subscription | None = None
+        self._puller = Puller(nc, stream, durable, request_timeout=request_timeout)
         self._next_consumer_seq = 1
 
     def _config(self, start: int | None = None) -> ConsumerConfig:
@@ -88,7 +161,7 @@ class EventConsumer:
 
     async def position_at(self, checkpoint: int) -> None:
         """Make the next delivery the first event after ``checkpoint``."""
-        await self._close_subscription()
+        await self._puller.close()
         try:
             await self._js.consumer_info(self._stream, self._durable)
         except NotFoundError:
@@ -100,57 +173,19 @@ class EventConsumer:
             await self._js.delete_consumer(self._stream, self._durable)
             await self._js.add_consumer(self._stream, self._config(start=checkpoint + 1))
         # A fresh inbox: nothing delivered before the reset can reach this one.
-        self._inbox = self._nc.new_inbox()
-        self._subscription = await self._nc.subscribe(self._inbox, pending_msgs_limit=-1,
-                                                      pending_bytes_limit=-1)
+        await self._puller.open()
         self._next_consumer_seq = 1
 
     async def fetch(self) -> list[Msg]:
         """What is pending now, up to one batch; else wait (at most the fetch timeout) for
-        the next event and return it with whatever followed it. [] when nothing came.
-
-        Pull requests are sent by hand: nats-py's ``fetch(n)`` keeps collecting until ``n``
-        messages or its timeout, which would hold a trickle of events for up to the timeout.
-        Here an idle consumer has a lingering request for ONE message, answered the moment an
-        event is stored, and everything else is asked for with ``no_wait`` (answered at once).
-        """
-        batch = await self._pull(self._batch, wait=None)
+        the next event and return it with whatever followed it. [] when nothing came."""
+        batch = await self._puller.pull(self._batch, wait=None)
         if batch:
             return batch
-        first = await self._pull(1, wait=self._fetch_timeout)
+        first = await self._puller.pull(1, wait=self._fetch_timeout)
         if not first:
             return []
-        return first + await self._pull(self._batch - 1, wait=None)
-
-    async def _pull(self, count: int, wait: float | None) -> list[Msg]:
-        if self._subscription is None or self._inbox is None:
-            raise RuntimeError("position_at() first")
-        if count <= 0:
-            return []
-        request: dict[str, object] = {"batch": count}
-        if wait is None:
-            request["no_wait"] = True
-        else:
-            request["expires"] = int(wait * 1_000_000_000)
-        await self._nc.publish(self._next_subject, json.dumps(request).encode(),
-                               reply=self._inbox)
-        # The server answers a no_wait request at once; a lingering one by its expiry.
-        deadline = asyncio.get_running_loop().time() + (wait or 0.0) + self._request_timeout
-        out: list[Msg] = []
-        while len(out) < count:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            try:
-                msg = await self._subscription.next_msg(timeout=remaining)
-            except (NatsTimeoutError, TimeoutError):
-                break
-            if _is_status(msg):
-                # 404 no messages / 408 expired / 409 (e.g. consumer deleted): this request
-                # is over. A status left over from an earlier request only ends this one early.
-                break
-            out.append(msg)
-        return out
+        return first + await self._puller.pull(self._batch - 1, wait=None)
 
     def decode(self, messages: list[Msg], checkpoint: int) -> Delivery:
         records: list[Incoming] = []
@@ -166,12 +201,5 @@ class EventConsumer:
             records.append(decode_message(self._codec, sequence, msg))
         return Delivery(messages, records, in_order)
 
-    async def _close_subscription(self) -> None:
-        subscription, self._subscription = self._subscription, None
-        if subscription is not None:
-            # A dead subscription (connection gone) needs no clean-up.
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
-
     async def close(self) -> None:
-        await self._close_subscription()
+        await self._puller.close()

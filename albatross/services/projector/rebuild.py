@@ -20,21 +20,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
 import nats
 from nats.aio.client import Client as NATS
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from albatross.adapters.codec import EVENTS, EventCodec
 from albatross.adapters.jetstream.topology import Topology
 from albatross.adapters.postgres.applier import BatchApplier, checkpoint_channel
+from albatross.adapters.postgres.bulk import BulkLoader
 from albatross.adapters.postgres.migrations import (
     READ_MODEL_SCHEMA,
     migrate,
@@ -45,7 +47,7 @@ from albatross.config import ConfigError, Settings
 from albatross.domain.aggregates import default_registry
 from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run
 from albatross.observability import configure_logging, get_logger
-from albatross.services.projector.consumer import decode_message
+from albatross.services.projector.consumer import Puller, decode_message
 
 SHADOW_SCHEMA = "read_model_rebuild"
 RETIRED_SCHEMA = "read_model_retired"
@@ -75,30 +77,40 @@ async def _live_checkpoint(connection: Connection, live: str) -> int:
 
 async def replay(nc: NATS, connection: Connection, applier: BatchApplier, stream: str,
                  codec: EventCodec, *, until: int, batch: int = BATCH,
-                 progress: Progress | None = None, in_transaction: bool = False) -> int:
+                 progress: Progress | None = None, in_transaction: bool = False,
+                 bulk: BulkLoader | None = None) -> int:
     """Apply every event after the target schema's checkpoint up to ``until``; how many.
 
     Each batch commits on its own (``synchronous_commit`` off: a crashed rebuild starts over
     anyway), unless ``in_transaction``: then everything runs in the caller's transaction.
+    With ``bulk``, batches are projected in memory instead, and the caller flushes ``bulk``.
     """
-    start = await applier.checkpoint(connection)
+    start = bulk.checkpoint if bulk is not None else await applier.checkpoint(connection)
     if start >= until:
         return 0
     js = nc.jetstream(timeout=10)
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1,
+    name = f"albatross-rebuild-{uuid.uuid4().hex[:12]}"
+    # An ephemeral consumer (named, so it can be pulled from by hand); the server drops it
+    # a minute after a crashed rebuild stops asking.
+    await js.add_consumer(stream, ConsumerConfig(
+        name=name, deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start + 1,
         ack_policy=AckPolicy.NONE, filter_subject=f"{EVENTS}.>", inactive_threshold=60.0,
-        mem_storage=True, num_replicas=1)
-    subscription = await js.pull_subscribe(f"{EVENTS}.>", stream=stream, config=config)
+        mem_storage=True, num_replicas=1))
+    puller = Puller(nc, stream, name)
+    await puller.open()
     done = 0
     expected_consumer_seq = 1
     total = until - start
     try:
         while True:
-            try:
-                messages = await subscription.fetch(batch, timeout=2.0)
-            except (NatsTimeoutError, TimeoutError):
-                if await applier.checkpoint(connection) >= until:
+            messages = await puller.pull(batch, wait=None)
+            if not messages:
+                # Nothing pending: wait for the next event (the target is not reached yet).
+                messages = await puller.pull(batch, wait=1.0)
+            if not messages:
+                reached = (bulk.checkpoint if bulk is not None
+                           else await applier.checkpoint(connection))
+                if reached >= until:
                     return done
                 continue
             records = []
@@ -115,7 +127,9 @@ async def replay(nc: NATS, connection: Connection, applier: BatchApplier, stream
                 records.append(decode_message(codec, meta.sequence.stream, msg))
                 finished = meta.sequence.stream >= until or meta.num_pending == 0
             if records:
-                if in_transaction:
+                if bulk is not None:
+                    bulk.add(records)
+                elif in_transaction:
                     await applier.apply(connection, records)
                 else:
                     async with connection.transaction():
@@ -127,7 +141,9 @@ async def replay(nc: NATS, connection: Connection, applier: BatchApplier, stream
             if finished:
                 return done
     finally:
-        await subscription.unsubscribe()
+        await puller.close()
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, name)
 
 
 async def swap_in(nc: NATS, connection: Connection, stream: str, codec: EventCodec,
@@ -166,8 +182,15 @@ async def swap_in(nc: NATS, connection: Connection, stream: str, codec: EventCod
 
 async def rebuild(nc: NATS, dsn: str, *, stream: str, progress: Progress | None = None,
                   batch: int = BATCH, shadow: str = SHADOW_SCHEMA,
-                  live: str = READ_MODEL_SCHEMA, swap: bool = True) -> RebuildResult:
-    """Replay everything into ``shadow`` and (``swap``) make it the live schema."""
+                  live: str = READ_MODEL_SCHEMA, swap: bool = True,
+                  until: int | None = None) -> RebuildResult:
+    """Replay everything into ``shadow`` and (``swap``) make it the live schema.
+
+    ``until`` (no swap only: a benchmark, an audit) replays up to that sequence instead of
+    the live checkpoint.
+    """
+    if swap and until is not None:
+        raise ValueError("a swapped-in rebuild stops at the live checkpoint, not at `until`")
     began = time.monotonic()
     codec = EventCodec(default_registry())
     connection = await connect(dsn, application_name="albatross-rebuild")
@@ -177,9 +200,13 @@ async def rebuild(nc: NATS, dsn: str, *, stream: str, progress: Progress | None 
         applier = BatchApplier(shadow, outbox=False, notify=False)
         # The shadow never goes past the live checkpoint: events beyond it have not had their
         # change messages written yet, and the live applier writes them after the swap.
+        # The bulk of the stream is projected in memory and COPYed in once.
+        bulk = BulkLoader(shadow)
         events = await replay(nc, connection, applier, stream, codec,
-                              until=await _live_checkpoint(connection, live), batch=batch,
-                              progress=progress)
+                              until=until if until is not None
+                              else await _live_checkpoint(connection, live),
+                              batch=batch, progress=progress, bulk=bulk)
+        await bulk.flush(connection)
         checkpoint = await applier.checkpoint(connection)
         if swap:
             # Most of the distance the live applier covered meanwhile is replayed without
