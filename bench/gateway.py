@@ -1,0 +1,364 @@
+"""Gateway benchmark (issue 3): one JSON line with the gateway's figures and its baselines.
+
+    .venv/bin/python bench/gateway.py [--seconds 8] [--clients 64]
+
+Starts embedded nats-server and PostgreSQL (or uses ALBATROSS_NATS_URL/ALBATROSS_DATABASE_URL),
+runs bootstrap, then the gateway and the projector as separate processes. Every load runs in a
+separate process with ``--clients`` concurrent clients, API-key auth for the gateway:
+
+* ``POST /api/pireps`` and ``GET /api/pireps/{id}`` at full speed;
+* baselines, same concurrency, same run: a minimal aiohttp JSON endpoint (uvloop), raw nats-py
+  ``js.publish`` to a file stream like the event store's, raw asyncpg primary-key SELECTs with
+  the gateway's pool size (16);
+* p99 of ``POST /api/pireps`` and of hello-world, each paced at half its maximum rate;
+* ``GET /api/me`` p99 paced, idle and while 16 logins run concurrently (argon2id production).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(HERE.parent.parent))
+PG_POOL = 16
+PASSWORD = "bench password 123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def summary(latencies: list[float], errors: int, seconds: float) -> dict[str, Any]:
+    return {"rate": round(len(latencies) / seconds, 1), "errors": errors,
+            "p50_ms": round(percentile(latencies, 0.5) * 1000, 3),
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 3)}
+
+
+# Load generators (each runs in its own process) ---------------------------------------------
+
+async def worker_loop(call: Any, seconds: float, clients: int, rate: float | None,
+                      stats: list[float], errors: list[int]) -> None:
+    deadline = time.perf_counter() + seconds
+
+    async def one(index: int) -> None:
+        interval = clients / rate if rate else 0.0
+        next_at = time.perf_counter() + (interval * index / clients)
+        while True:
+            if interval:
+                delay = next_at - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                next_at += interval
+            if time.perf_counter() >= deadline:
+                return
+            started = time.perf_counter()
+            try:
+                ok = await call()
+            except Exception:
+                ok = False
+            if ok:
+                stats.append(time.perf_counter() - started)
+            else:
+                errors[0] += 1
+
+    await asyncio.gather(*(one(i) for i in range(clients)))
+
+
+async def load_http(spec: dict[str, Any]) -> dict[str, Any]:
+    import aiohttp
+
+    body = json.dumps(spec.get("json")).encode() if spec.get("json") is not None else None
+    headers = {**spec.get("headers", {}), "Content-Type": "application/json"}
+    stats: list[float] = []
+    errors = [0]
+    connector = aiohttp.TCPConnector(limit=spec["clients"])
+    async with aiohttp.ClientSession(connector=connector) as http:
+        async def call() -> bool:
+            async with http.request(spec["method"], spec["url"], data=body,
+                                    headers=headers) as response:
+                await response.read()
+                return bool(response.status < 300)
+
+        await worker_loop(call, spec["seconds"], spec["clients"], spec.get("rate"), stats,
+                          errors)
+    return summary(stats, errors[0], spec["seconds"])
+
+
+async def load_publish(spec: dict[str, Any]) -> dict[str, Any]:
+    import nats
+    from nats.js.api import StorageType, StreamConfig
+
+    nc = await nats.connect(spec["nats_url"])
+    js = nc.jetstream()
+    name = "BENCH_BASELINE"
+    with contextlib.suppress(Exception):
+        await js.delete_stream(name)
+    await js.add_stream(StreamConfig(name=name, subjects=["bench.>"], storage=StorageType.FILE,
+                                     num_replicas=1, allow_direct=True))
+    payload = b"x" * 300
+    stats: list[float] = []
+    errors = [0]
+    counter = [0]
+
+    async def call() -> bool:
+        counter[0] += 1
+        await js.publish(f"bench.{counter[0] % 10_000}", payload, stream=name)
+        return True
+
+    await worker_loop(call, spec["seconds"], spec["clients"], None, stats, errors)
+    await js.delete_stream(name)
+    await nc.close()
+    return summary(stats, errors[0], spec["seconds"])
+
+
+async def load_select(spec: dict[str, Any]) -> dict[str, Any]:
+    import asyncpg  # type: ignore[import-untyped]
+
+    pool = await asyncpg.create_pool(spec["dsn"], min_size=PG_POOL, max_size=PG_POOL)
+    async with pool.acquire() as connection:
+        await connection.execute("CREATE TABLE IF NOT EXISTS bench_baseline "
+                                 "(id text PRIMARY KEY, data jsonb NOT NULL)")
+        await connection.execute("INSERT INTO bench_baseline SELECT 'k' || g, "
+                                 "'{\"a\": 1}'::jsonb FROM generate_series(1, 10000) g "
+                                 "ON CONFLICT DO NOTHING")
+    stats: list[float] = []
+    errors = [0]
+    counter = [0]
+
+    async def call() -> bool:
+        counter[0] += 1
+        row = await pool.fetchrow("SELECT data FROM bench_baseline WHERE id = $1",
+                                  f"k{counter[0] % 10_000 + 1}")
+        return row is not None
+
+    await worker_loop(call, spec["seconds"], spec["clients"], None, stats, errors)
+    await pool.close()
+    return summary(stats, errors[0], spec["seconds"])
+
+
+async def serve_hello(port: int) -> None:
+    from aiohttp import web
+
+    async def hello(_request: web.Request) -> web.Response:
+        return web.json_response({"hello": "world"})
+
+    app = web.Application()
+    app.router.add_get("/hello", hello)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.Event().wait()
+
+
+async def run_child(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(HERE), mode, json.dumps(spec), stdout=asyncio.subprocess.PIPE)
+    out, _ = await process.communicate()
+    result: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return result
+
+
+# Orchestration ------------------------------------------------------------------------------
+
+async def wait_ready(url: str, timeout: float = 60) -> None:
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            try:
+                async with http.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError(f"{url} never became ready")
+
+
+async def api(http: Any, method: str, url: str, token: str | None = None,
+              **kwargs: Any) -> tuple[int, Any, Any]:
+    headers = dict(kwargs.pop("headers", {}))
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    async with http.request(method, url, headers=headers, **kwargs) as response:
+        text = await response.text()
+        return response.status, (json.loads(text) if text else None), response.headers
+
+
+async def orchestrate(seconds: float, clients: int) -> dict[str, Any]:
+    import aiohttp
+
+    from albatross.adapters.passwords import TEST_ONLY_CHEAP, Argon2PasswordHasher
+    from albatross.config import Settings
+    from albatross.infra.nats_server import NatsServer
+    from albatross.infra.postgres_server import PostgresServer
+    from albatross.services.bootstrap.main import bootstrap
+
+    work = Path(tempfile.mkdtemp(prefix="albatross-bench-"))
+    servers: list[Any] = []
+    children: list[asyncio.subprocess.Process] = []
+    nats_url = os.environ.get("ALBATROSS_NATS_URL", "")
+    dsn = os.environ.get("ALBATROSS_DATABASE_URL", "")
+    try:
+        if not nats_url:
+            nats_server = NatsServer(work / "nats")
+            await nats_server.start()
+            servers.append(nats_server)
+            nats_url = nats_server.url
+        if not dsn:
+            pg = PostgresServer(work / "pg")
+            await pg.start()
+            servers.append(pg)
+            dsn = pg.dsn
+        admin = "bench-admin@albatross.test"
+        env = {"ALBATROSS_NATS_URL": nats_url, "ALBATROSS_DATABASE_URL": dsn,
+               "ALBATROSS_ADMIN_EMAIL": admin, "ALBATROSS_ADMIN_PASSWORD": PASSWORD,
+               "ALBATROSS_LOG_LEVEL": "warning"}
+        cheap = Argon2PasswordHasher(TEST_ONLY_CHEAP)
+        await bootstrap(Settings.from_env(env), hasher=cheap)
+        cheap.close()
+        port, projector_port, hello_port = free_port(), free_port(), free_port()
+        for module, extra in (("albatross.services.projector.main",
+                               {"ALBATROSS_PROJECTOR_PORT": str(projector_port)}),
+                              ("albatross.services.gateway.main",
+                               {"ALBATROSS_HTTP_PORT": str(port)})):
+            children.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", module, env={**os.environ, **env, **extra},
+                stdout=asyncio.subprocess.DEVNULL))
+        children.append(await asyncio.create_subprocess_exec(
+            sys.executable, str(HERE), "hello", str(hello_port)))
+        base = f"http://127.0.0.1:{port}"
+        await wait_ready(f"{base}/readyz")
+        await wait_ready(f"http://127.0.0.1:{projector_port}/readyz")
+        async with aiohttp.ClientSession() as http:
+            _, login, _ = await api(http, "POST", f"{base}/api/auth/login",
+                                    json={"email": admin, "password": PASSWORD})
+            token = login["token"]
+            _, tenant, _ = await api(http, "POST", f"{base}/api/tenants", token,
+                                     json={"name": "Bench Air", "icao": "BNC"})
+            pilot_email = "bench-pilot@albatross.test"
+            _, pilot, _ = await api(http, "POST", f"{base}/api/users", token, json={
+                "email": pilot_email, "display_name": "Bench", "password": PASSWORD,
+                "role": "Pilot", "tenant_id": tenant["id"]})
+            _, key, _ = await api(http, "POST", f"{base}/api/users/{pilot['id']}/apikeys",
+                                  token, json={"name": "bench"})
+            auth = {"X-API-Key": key["key"]}
+            login_emails = [f"bench-login-{n}@albatross.test" for n in range(16)]
+            for email in login_emails:
+                await api(http, "POST", f"{base}/api/users", token, json={
+                    "email": email, "display_name": "Login", "password": PASSWORD,
+                    "role": "Pilot", "tenant_id": tenant["id"]})
+            pirep = {"flight_number": "BNC1", "departure": "EGLL", "arrival": "LFPG",
+                     "block_off_at": "2026-01-01T10:00:00Z",
+                     "block_on_at": "2026-01-01T11:10:00Z", "flight_time_minutes": 60}
+            _, created, headers = await api(http, "POST", f"{base}/api/pireps",
+                                                 headers=auth, json=pirep)
+            await api(http, "GET", f"{base}/api/pireps/{created['id']}",
+                                headers={**auth, "Albatross-Min-Sequence":
+                                         headers["Albatross-Sequence"]})
+        common = {"seconds": seconds, "clients": clients}
+        figures: dict[str, Any] = {}
+        figures["hello"] = await run_child("http", {**common, "method": "GET",
+                                                    "url": f"http://127.0.0.1:{hello_port}/hello"})
+        figures["js_publish"] = await run_child("publish", {**common, "nats_url": nats_url})
+        figures["pg_select"] = await run_child("select", {**common, "dsn": dsn})
+        figures["post_pireps"] = await run_child("http", {
+            **common, "method": "POST", "url": f"{base}/api/pireps", "headers": auth,
+            "json": pirep})
+        figures["get_pirep"] = await run_child("http", {
+            **common, "method": "GET", "url": f"{base}/api/pireps/{created['id']}",
+            "headers": auth})
+        figures["post_pireps_half"] = await run_child("http", {
+            **common, "method": "POST", "url": f"{base}/api/pireps", "headers": auth,
+            "json": pirep, "rate": figures["post_pireps"]["rate"] / 2})
+        figures["hello_half"] = await run_child("http", {
+            **common, "method": "GET", "url": f"http://127.0.0.1:{hello_port}/hello",
+            "rate": figures["hello"]["rate"] / 2})
+        me = {**common, "clients": 8, "method": "GET", "url": f"{base}/api/me",
+              "headers": auth, "rate": 200}
+        figures["me_idle"] = await run_child("http", me)
+        # 16 users logging in at once (one account logging in 16 times in parallel would be
+        # throttled: in-flight attempts count as failures until they succeed).
+        logins = asyncio.ensure_future(asyncio.gather(*(run_child("http", {
+            "seconds": seconds + 1, "clients": 1, "method": "POST",
+            "url": f"{base}/api/auth/login",
+            "json": {"email": email, "password": PASSWORD}}) for email in login_emails)))
+        await asyncio.sleep(0.5)
+        figures["me_during_logins"] = await run_child("http", me)
+        done = await logins
+        figures["logins"] = {"rate": round(sum(d["rate"] for d in done), 1),
+                             "errors": sum(d["errors"] for d in done),
+                             "p50_ms": max(d["p50_ms"] for d in done)}
+    finally:
+        for child in children:
+            if child.returncode is None:
+                child.terminate()
+                await child.wait()
+        for server in reversed(servers):
+            await server.stop()
+    slower_write = min(figures["hello"]["rate"], figures["js_publish"]["rate"])
+    slower_read = min(figures["hello"]["rate"], figures["pg_select"]["rate"])
+    figures["targets"] = {
+        "post_pireps_vs_baseline": round(figures["post_pireps"]["rate"] / slower_write, 3),
+        "get_pirep_vs_baseline": round(figures["get_pirep"]["rate"] / slower_read, 3),
+        "post_p99_half_vs_hello_p99_half": round(
+            figures["post_pireps_half"]["p99_ms"] / figures["hello_half"]["p99_ms"], 2),
+        "me_p99_during_logins_vs_idle": round(
+            figures["me_during_logins"]["p99_ms"] / figures["me_idle"]["p99_ms"], 2),
+    }
+    figures["pass"] = {
+        "post_pireps": figures["targets"]["post_pireps_vs_baseline"] >= 0.5,
+        "get_pirep": figures["targets"]["get_pirep_vs_baseline"] >= 0.5,
+        "p99_half_rate": figures["targets"]["post_p99_half_vs_hello_p99_half"] <= 4,
+        "me_during_logins": figures["targets"]["me_p99_during_logins_vs_idle"] <= 3,
+    }
+    return {"bench": "gateway", "seconds": seconds, "clients": clients, "cpus": os.cpu_count(),
+            "loadavg_1m": round(os.getloadavg()[0], 2),
+            **figures}
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] in {"http", "publish", "select", "hello"}:
+        mode = sys.argv[1]
+        try:
+            import uvloop
+
+            uvloop.install()
+        except ImportError:
+            pass
+        if mode == "hello":
+            asyncio.run(serve_hello(int(sys.argv[2])))
+            return
+        spec = json.loads(sys.argv[2])
+        runner = {"http": load_http, "publish": load_publish, "select": load_select}[mode]
+        print(json.dumps(asyncio.run(runner(spec))))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--clients", type=int, default=64)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(orchestrate(args.seconds, args.clients))))
+
+
+if __name__ == "__main__":
+    main()
