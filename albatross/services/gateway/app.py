@@ -16,7 +16,7 @@ from albatross.services.gateway.middlewares import (
 from albatross.services.gateway.openapi import build_openapi
 from albatross.services.gateway.routes import API, OPERATIONS, Operation
 from albatross.services.gateway.static import add_static_routes
-from albatross.services.gateway.ws_proxy import add_ws_relay
+from albatross.services.notifier.proxy import mount_ws_proxy
 
 
 def create_app(deps: GatewayDeps) -> web.Application:
@@ -44,7 +44,8 @@ def create_app(deps: GatewayDeps) -> web.Application:
     app.router.add_get(f"{API}/docs", docs)
     deps.ops.add_routes(app)
     if deps.ws_upstream is not None:
-        add_ws_relay(app, deps.ws_upstream)
+        # The notifier's own relay (frames both ways, close codes, backpressure, Host/Origin).
+        mount_ws_proxy(app, deps.ws_upstream)
     add_static_routes(app, deps.web_dir)
     for resource in deps.resources:
         app.cleanup_ctx.append(resource)
