@@ -1,12 +1,13 @@
 """Publishes committed change messages from the outbox to ``albatross.changes.>``, in order.
 
 Rows are written by the applier in the transaction that changes the read models; this
-publisher reads them in key order ``(event_sequence, ordinal)``, publishes them one at a time
-(a pipelined publish that failed halfway could land out of order), and deletes them once
-JetStream acknowledged them. Each message carries ``Nats-Msg-Id: chg-<event seq>-<ordinal>``:
-a crash between the publish and the delete re-publishes a row that JetStream drops as a
-duplicate within its window, and on start the publisher compares the changes stream's last
-message id with the outbox, so a row published before a longer outage is not sent twice either.
+publisher reads them in key order ``(event_sequence, ordinal)``, publishes them pipelined but
+chained (each expects its predecessor as the stream's last message id, so they land in order
+or not at all), and deletes them once JetStream acknowledged them. Each message carries
+``Nats-Msg-Id: chg-<event seq>-<ordinal>``: a crash between the publish and the delete
+re-publishes a row that JetStream drops as a duplicate within its window, and on start the
+publisher compares the changes stream's last message id with the outbox, so a row published
+before a longer outage is not sent twice either.
 
 The stored payload's ``sequence`` is 0: change sequences number the changes stream and are
 known only once stored, so the notifier takes them from the stream message's metadata.
@@ -21,6 +22,8 @@ import re
 from nats.aio.client import Client as NATS
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
+from nats.js.errors import Error as JetStreamError
 
 from albatross.adapters.codec import CHANGES
 from albatross.adapters.jetstream.direct import DirectGet
@@ -29,6 +32,7 @@ from albatross.adapters.postgres.pool import Connection
 from albatross.observability import get_logger
 from albatross.services.projector.metrics import ProjectorMetrics
 
+WRONG_LAST_MSG_ID = 10070
 _MSG_ID = re.compile(r"^chg-(\d+)-(\d+)$")
 CHUNK = 500
 _log = get_logger(__name__)
@@ -48,11 +52,14 @@ class OutboxPublisher:
         self._metrics = metrics
         self._timeout = publish_timeout
         self.wake = asyncio.Event()
+        self._last_id: str | None = None
+        self._chain_trusted = False
 
     async def reconcile(self, connection: Connection) -> int:
         """Drop outbox rows the changes stream already holds; how many were dropped."""
         last = await DirectGet(self._nc, self._stream).last_on(f"{CHANGES}.>")
         match = _MSG_ID.match(last.headers.get("Nats-Msg-Id", "")) if last else None
+        self._last_id = match.group(0) if match else None
         if match is None:
             return 0
         status: str = await connection.execute(
@@ -62,7 +69,13 @@ class OutboxPublisher:
         return int(status.split()[-1])
 
     async def publish_pending(self, connection: Connection) -> int:
-        """Publish every row present now, oldest first; how many were published."""
+        """Publish every row present now, oldest first; how many were published.
+
+        A chunk is published pipelined, each message expecting its predecessor as the
+        stream's last message id (``Nats-Expected-Last-Msg-Id``): if one does not land, none
+        after it can, so what landed is always a prefix, in order. A duplicate (a re-publish
+        after a crash) is acknowledged as such before that check, so a retried chunk passes.
+        """
         total = 0
         while True:
             rows = await connection.fetch(
@@ -71,24 +84,43 @@ class OutboxPublisher:
             if not rows:
                 self._metrics.outbox_pending.set(0)
                 return total
-            published = 0
-            try:
-                for row in rows:
-                    await self._js.publish(
-                        row["subject"], bytes(row["payload"]), stream=self._stream,
-                        timeout=self._timeout,
-                        headers={"Nats-Msg-Id": message_id(row["event_sequence"],
-                                                           row["ordinal"])})
-                    published += 1
-            finally:
-                if published:
-                    last = rows[published - 1]
-                    await connection.execute(
-                        f"DELETE FROM {self._s}.change_outbox "  # noqa: S608
-                        "WHERE (event_sequence, ordinal) <= ($1, $2)",
-                        last["event_sequence"], last["ordinal"])
-                    self._metrics.changes_published.inc(published)
-                    total += published
+            if not self._chain_trusted:
+                # The stream may not know its last message id (restarted, expired): the
+                # first message goes alone, without the expectation, and restarts the chain.
+                rows = rows[:1]
+            ids = [message_id(row["event_sequence"], row["ordinal"]) for row in rows]
+            sends = []
+            previous = self._last_id if self._chain_trusted else None
+            for row, mid in zip(rows, ids, strict=True):
+                headers = {"Nats-Msg-Id": mid}
+                if previous is not None:
+                    headers["Nats-Expected-Last-Msg-Id"] = previous
+                sends.append(self._js.publish(row["subject"], bytes(row["payload"]),
+                                              stream=self._stream, timeout=self._timeout,
+                                              headers=headers))
+                previous = mid
+            outcomes = await asyncio.gather(*sends, return_exceptions=True)
+            landed = 0
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    break
+                landed += 1
+            if landed:
+                last = rows[landed - 1]
+                await connection.execute(
+                    f"DELETE FROM {self._s}.change_outbox "  # noqa: S608
+                    "WHERE (event_sequence, ordinal) <= ($1, $2)",
+                    last["event_sequence"], last["ordinal"])
+                self._last_id = ids[landed - 1]
+                self._chain_trusted = True
+                self._metrics.changes_published.inc(landed)
+                total += landed
+            if landed < len(rows):
+                failure = outcomes[landed]
+                assert isinstance(failure, BaseException)
+                if isinstance(failure, APIError) and failure.err_code == WRONG_LAST_MSG_ID:
+                    self._chain_trusted = False
+                raise failure
 
     async def run(self, connection: Connection, stop: asyncio.Event) -> None:
         """Publish until ``stop``; woken by :attr:`wake` after each commit, else every second."""
@@ -103,7 +135,7 @@ class OutboxPublisher:
                         _log.info("outbox rows already on the changes stream dropped",
                                   rows=dropped)
                 await self.publish_pending(connection)
-            except (NatsError, TimeoutError, OSError) as exc:
+            except (NatsError, JetStreamError, TimeoutError, OSError) as exc:
                 # JetStream is away or slow: the rows stay, the next round publishes them
                 # with the same message ids.
                 _log.warning("change publishing failed; will retry", error=repr(exc))
