@@ -43,16 +43,24 @@ class Pilot:
 
 
 @asynccontextmanager
+async def gateway_services(nats_url: str) -> AsyncIterator[GatewayDeps]:
+    """The gateway's real command and login services on JetStream (no HTTP)."""
+    async with connected(nats_url) as conn:
+        hasher = Argon2PasswordHasher(TEST_ONLY_CHEAP, max_concurrency=4)
+        try:
+            registry = CollectorRegistry()
+            yield await build_gateway_deps(
+                conn.nc, TOPOLOGY, InMemoryReadModels(), registry=registry,
+                ops=OpsEndpoints(registry), session_ttl=timedelta(hours=1), hasher=hasher)
+        finally:
+            hasher.close()
+
+
+@asynccontextmanager
 async def platform(nats_url: str) -> AsyncIterator[tuple[GatewayDeps, list[RunningNotifier]]]:
     """The gateway's services, and two notifier replicas with their own connections."""
     async with AsyncExitStack() as stack:
-        gateway_conn = await stack.enter_async_context(connected(nats_url))
-        hasher = Argon2PasswordHasher(TEST_ONLY_CHEAP, max_concurrency=4)
-        stack.callback(hasher.close)
-        registry = CollectorRegistry()
-        deps = await build_gateway_deps(
-            gateway_conn.nc, TOPOLOGY, InMemoryReadModels(), registry=registry,
-            ops=OpsEndpoints(registry), session_ttl=timedelta(hours=1), hasher=hasher)
+        deps = await stack.enter_async_context(gateway_services(nats_url))
         replicas = []
         for _ in range(2):
             conn = await stack.enter_async_context(connected(nats_url))
