@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import aiohttp
 import pytest
@@ -11,8 +13,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from albatross.application.principal import Principal
+from albatross.services.gateway.app import create_app as create_gateway_app
+from albatross.services.gateway.container import jetstream_auth
 from albatross.services.notifier.proxy import mount_ws_proxy, sendable
+from tests.integration.test_notifier_revocation import PASSWORD, gateway_services, new_pilot
 from tests.integration.test_notifier_support import (
+    TOPOLOGY,
     FakeAuthenticator,
     RunningNotifier,
     change_of,
@@ -105,3 +111,40 @@ async def test_unreachable_notifier_is_a_503(nats_url: str) -> None:
 def test_only_sendable_codes_are_passed_on() -> None:
     assert all(sendable(c) for c in (1000, 1001, 1008, 1011, 4008, 4401))
     assert not any(sendable(c) for c in (None, 1004, 1005, 1006, 1015, 999, 5000))
+
+
+async def test_one_origin_through_the_real_gateway(nats_url: str) -> None:
+    """Login, live changes and logout (4401) through the gateway's own app at /api/ws."""
+    async with AsyncExitStack() as stack:
+        conn = await stack.enter_async_context(connected(nats_url))
+        auth = await jetstream_auth(conn.nc, TOPOLOGY)
+        running = await stack.enter_async_context(notifier(conn, auth.authenticator))
+        deps = await stack.enter_async_context(gateway_services(nats_url))
+        email = await new_pilot(deps)
+        gateway_app = create_gateway_app(dataclasses.replace(deps, ws_upstream=running.url()))
+        gateway = TestServer(gateway_app)
+        await gateway.start_server()
+        stack.push_async_callback(gateway.close)
+        origin = f"http://{gateway.host}:{gateway.port}"
+
+        async with aiohttp.ClientSession() as http:
+            async with http.post(gateway.make_url("/api/auth/login"),
+                                 json={"email": email, "password": PASSWORD}) as response:
+                assert response.status == 200
+                body = await response.json()
+            token, tenant = body["token"], body["user"]["tenant_id"]
+            client = await open_socket(str(gateway.make_url("/api/ws")), origin=origin)
+            await client.ws.send_str(f'{{"type": "auth", "token": "{token}"}}')
+            assert (await client.next())["type"] == "ready"
+            sequence = await publish(conn.js, change_of(pirep(tenant, body["user"]["id"])))
+            got = await client.changes_until(lambda c: len(c) >= 1)
+            assert [c["sequence"] for c in got] == [sequence]
+
+            waiting = asyncio.create_task(client.close_code(timeout=3))
+            started = asyncio.get_running_loop().time()
+            async with http.post(gateway.make_url("/api/auth/logout"),
+                                 headers={"Authorization": f"Bearer {token}"}) as response:
+                assert response.status == 204
+            assert await waiting == 4401
+            assert asyncio.get_running_loop().time() - started < 1.0
+            await client.close()
