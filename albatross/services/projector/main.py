@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from albatross.adapters.codec import EventCodec
-from albatross.adapters.jetstream.topology import Topology, ensure_topology
+from albatross.adapters.jetstream.topology import Topology, ensure_stream
 from albatross.adapters.postgres.migrations import apply_migrations
 from albatross.adapters.postgres.pool import Pool, create_pool
 from albatross.config import ConfigError, Settings
@@ -56,8 +56,10 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
     runner = None
     try:
         topology = Topology(replicas=settings.stream_replicas)
-        # Idempotent, like bootstrap: a projector started alone still finds what it needs.
-        await ensure_topology(nc.jetstream(), topology)
+        # Idempotent, like bootstrap: a projector started alone still finds the two streams it
+        # uses. Only those: the buckets' settings (session TTL...) are other services' to set.
+        for config in (topology.events_config(), topology.changes_config()):
+            await ensure_stream(nc.jetstream(), config)
         applied = await connect_dependency("PostgreSQL", apply_migrations(dsn), timeout=60)
         pool = await create_pool(dsn, min_size=1, max_size=2,
                                  application_name="albatross-projector-ops")

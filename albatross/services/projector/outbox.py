@@ -60,13 +60,17 @@ class OutboxPublisher:
         last = await DirectGet(self._nc, self._stream).last_on(f"{CHANGES}.>")
         match = _MSG_ID.match(last.headers.get("Nats-Msg-Id", "")) if last else None
         self._last_id = match.group(0) if match else None
-        if match is None:
-            return 0
-        status: str = await connection.execute(
-            f"DELETE FROM {self._s}.change_outbox "  # noqa: S608 - validated schema name
-            "WHERE (event_sequence, ordinal) <= ($1, $2)",
-            int(match.group(1)), int(match.group(2)))
-        return int(status.split()[-1])
+        dropped = 0
+        if match is not None:
+            status: str = await connection.execute(
+                f"DELETE FROM {self._s}.change_outbox "  # noqa: S608 - validated schema name
+                "WHERE (event_sequence, ordinal) <= ($1, $2)",
+                int(match.group(1)), int(match.group(2)))
+            dropped = int(status.split()[-1])
+        pending = await connection.fetchval(
+            f"SELECT count(*) FROM {self._s}.change_outbox")  # noqa: S608
+        self._metrics.outbox_pending.set(pending)
+        return dropped
 
     async def publish_pending(self, connection: Connection) -> int:
         """Publish every row present now, oldest first; how many were published.
@@ -82,7 +86,6 @@ class OutboxPublisher:
                 "SELECT event_sequence, ordinal, subject, payload "  # noqa: S608
                 f"FROM {self._s}.change_outbox ORDER BY event_sequence, ordinal LIMIT {CHUNK}")
             if not rows:
-                self._metrics.outbox_pending.set(0)
                 return total
             if not self._chain_trusted:
                 # The stream may not know its last message id (restarted, expired): the
@@ -114,6 +117,7 @@ class OutboxPublisher:
                 self._last_id = ids[landed - 1]
                 self._chain_trusted = True
                 self._metrics.changes_published.inc(landed)
+                self._metrics.outbox_pending.dec(landed)
                 total += landed
             if landed < len(rows):
                 failure = outcomes[landed]

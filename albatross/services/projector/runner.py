@@ -134,6 +134,7 @@ class Projector:
             _log.warning("poison event recorded and skipped", sequence=poison.sequence,
                          subject=poison.subject, reason=poison.reason)
         if result.changes:
+            metrics.outbox_pending.inc(result.changes)
             self._publisher.wake.set()
         return result.checkpoint
 
