@@ -14,14 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import load_all_checks
-from schemathesis.specs.openapi import checks
 
 from albatross.services.gateway.openapi import build_openapi
 from albatross.services.gateway.routes import OPERATIONS
 from tests.unit.test_gateway_harness import gateway, pirep_body
+
+# Pinned for the dev extra: schemathesis==4.32.5 (a skip fails in CI, see tests/conftest.py).
+schemathesis = pytest.importorskip("schemathesis")
+from schemathesis.checks import load_all_checks  # noqa: E402
+from schemathesis.specs.openapi import checks  # noqa: E402
 
 pytestmark = pytest.mark.slow
 load_all_checks()
@@ -89,7 +91,7 @@ def live() -> Iterator[Live]:
 @settings(max_examples=10, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
-def test_no_5xx_and_every_response_matches_the_document(case: schemathesis.Case,
+def test_no_5xx_and_every_response_matches_the_document(case: Any,
                                                         live: Live) -> None:
     case.call_and_validate(base_url=live.base_url, headers={"X-API-Key": live.api_key},
                            excluded_checks=EXCLUDED)
