@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
+from prometheus_client import CollectorRegistry
 
 from albatross.application.principal import Principal
+from albatross.ops_http import OpsEndpoints
 from albatross.ports import StoreUnavailable
+from albatross.services.gateway.app import create_app
 from tests.unit.test_gateway_harness import ADMIN_EMAIL, PASSWORD, gateway, pirep_body
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
@@ -94,6 +101,10 @@ async def test_an_unexpected_error_is_500_without_internals_and_logged(
         status, body = await gw.call("GET", "/api/tenants/abc", gw.admin_token)
         assert_problem(status, body, 500, "internal")
         assert "internals" not in str(body)
+        logged = capsys.readouterr().out
+        assert "unhandled error" in logged
+        assert "Traceback" in logged
+        assert "RuntimeError" in logged
 
 
 async def test_a_store_outage_is_503_with_retry_after() -> None:
@@ -449,3 +460,28 @@ async def test_production_password_parameters_are_argon2id_above_owasp() -> None
         assert hasher.needs_rehash(encoded.replace("m=65536", "m=19456"))
     finally:
         hasher.close()
+
+
+async def test_the_web_ui_is_served_with_a_spa_fallback(tmp_path: Path) -> None:
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "index.html").write_text("<html>albatross ui</html>")
+    (tmp_path / "assets" / "app.js").write_text("console.log('hi')")
+    (tmp_path.parent / "outside.txt").write_text("secret")
+    async with gateway() as gw:
+        registry = CollectorRegistry()
+        deps = dataclasses.replace(gw.deps, web_dir=tmp_path, registry=registry,
+                                   ops=OpsEndpoints(registry))
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(deps)))
+        await client.start_server()
+        try:
+            for path in ("/", "/pireps/123", "/%2e%2e/outside.txt"):
+                response = await client.get(path)
+                assert response.status == 200
+                assert await response.text() == "<html>albatross ui</html>"
+            assert await (await client.get("/assets/app.js")).text() == "console.log('hi')"
+            missing = await client.get("/api/nowhere")
+            assert missing.status == 404
+            assert missing.content_type == "application/problem+json"
+            assert (await client.get("/api/setup")).status == 200
+        finally:
+            await client.close()
