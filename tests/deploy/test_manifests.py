@@ -18,9 +18,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from albatross.adapters.codec import CHANGES, EVENTS
 from albatross.adapters.jetstream.topology import Topology

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped, unused-ignore]
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
