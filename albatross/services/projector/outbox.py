@@ -18,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from typing import Any
 
+import msgspec
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
-from nats.js.errors import APIError
-from nats.js.errors import Error as JetStreamError
 
 from albatross.adapters.codec import CHANGES
 from albatross.adapters.jetstream.direct import DirectGet
@@ -42,11 +42,98 @@ def message_id(event_sequence: int, ordinal: int) -> str:
     return f"chg-{event_sequence}-{ordinal}"
 
 
+class PublishRefused(Exception):
+    def __init__(self, err_code: int, description: str) -> None:
+        super().__init__(f"{err_code}: {description}")
+        self.err_code = err_code
+
+
+class _AckError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _Ack(msgspec.Struct):
+    seq: int = 0
+    duplicate: bool = False
+    error: _AckError | None = None
+
+
+class PipelinedPublisher:
+    """JetStream publishes with one shared reply subscription, in order, acks collected.
+
+    ``js.publish`` costs a request (inbox, future, timer) per message, several times the
+    cost of the publish itself; a chunk of changes is sent here with plain publishes, each
+    replying to ``<inbox>.<chunk>.<index>``, and the acknowledgements are matched by index.
+    """
+
+    def __init__(self, nc: NATS, timeout: float) -> None:
+        self._nc = nc
+        self._timeout = timeout
+        self._prefix = ""
+        self._chunk = 0
+        self._results: list[_Ack | BaseException | None] = []
+        self._missing = 0
+        self._complete = asyncio.Event()
+        self._decode = msgspec.json.Decoder(_Ack).decode
+        self._subscription: Any = None
+
+    async def open(self) -> None:
+        if self._subscription is None:
+            self._prefix = self._nc.new_inbox()
+            self._subscription = await self._nc.subscribe(f"{self._prefix}.>",
+                                                          cb=self._on_ack)
+
+    async def close(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _on_ack(self, msg: Msg) -> None:
+        _, chunk, index = msg.subject.rsplit(".", 2)
+        if int(chunk) != self._chunk:
+            return  # a late answer to an abandoned chunk
+        position = int(index)
+        if self._results[position] is not None:
+            return
+        result: _Ack | BaseException
+        headers = msg.headers or {}
+        if not msg.data and "Status" in headers:
+            # 503: no stream listens on the subject (yet).
+            result = PublishRefused(0, f"status {headers.get('Status')}")
+        else:
+            try:
+                result = self._decode(msg.data)
+            except msgspec.DecodeError as exc:
+                result = PublishRefused(0, f"unreadable ack: {exc}")
+        self._results[position] = result
+        self._missing -= 1
+        if self._missing == 0:
+            self._complete.set()
+
+    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]]
+                      ) -> list[_Ack | BaseException | None]:
+        """Send in order; each message's ack, error, or None (no answer in time)."""
+        await self.open()
+        self._chunk += 1
+        self._results = [None] * len(messages)
+        self._missing = len(messages)
+        self._complete = asyncio.Event()
+        for index, (subject, payload, headers) in enumerate(messages):
+            await self._nc.publish(subject, payload, reply=f"{self._prefix}.{self._chunk}."
+                                   f"{index}", headers=headers)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._complete.wait(), self._timeout)
+        return list(self._results)
+
+
 class OutboxPublisher:
     def __init__(self, nc: NATS, changes_stream: str, schema: str,
                  metrics: ProjectorMetrics, *, publish_timeout: float = 5.0) -> None:
         self._nc = nc
-        self._js: JetStreamContext = nc.jetstream(timeout=publish_timeout)
+        self._sender = PipelinedPublisher(nc, publish_timeout)
         self._stream = changes_stream
         self._s = schema_identifier(schema)
         self._metrics = metrics
@@ -92,20 +179,25 @@ class OutboxPublisher:
                 # first message goes alone, without the expectation, and restarts the chain.
                 rows = rows[:1]
             ids = [message_id(row["event_sequence"], row["ordinal"]) for row in rows]
-            sends = []
+            messages = []
             previous = self._last_id if self._chain_trusted else None
             for row, mid in zip(rows, ids, strict=True):
                 headers = {"Nats-Msg-Id": mid}
                 if previous is not None:
                     headers["Nats-Expected-Last-Msg-Id"] = previous
-                sends.append(self._js.publish(row["subject"], bytes(row["payload"]),
-                                              stream=self._stream, timeout=self._timeout,
-                                              headers=headers))
+                messages.append((row["subject"], bytes(row["payload"]), headers))
                 previous = mid
-            outcomes = await asyncio.gather(*sends, return_exceptions=True)
+            outcomes = await self._sender.publish(messages)
             landed = 0
+            failure: BaseException | None = None
             for outcome in outcomes:
-                if isinstance(outcome, BaseException):
+                if outcome is None:
+                    failure = TimeoutError("no acknowledgement in time")
+                elif isinstance(outcome, BaseException):
+                    failure = outcome
+                elif outcome.error is not None:
+                    failure = PublishRefused(outcome.error.err_code, outcome.error.description)
+                if failure is not None:
                     break
                 landed += 1
             if landed:
@@ -119,41 +211,42 @@ class OutboxPublisher:
                 self._metrics.changes_published.inc(landed)
                 self._metrics.outbox_pending.dec(landed)
                 total += landed
-            if landed < len(rows):
-                failure = outcomes[landed]
-                assert isinstance(failure, BaseException)
-                if isinstance(failure, APIError) and failure.err_code == WRONG_LAST_MSG_ID:
+            if failure is not None:
+                if isinstance(failure, PublishRefused) and failure.err_code == WRONG_LAST_MSG_ID:
                     self._chain_trusted = False
                 raise failure
 
     async def run(self, connection: Connection, stop: asyncio.Event) -> None:
         """Publish until ``stop``; woken by :attr:`wake` after each commit, else every second."""
-        reconciled = False
-        while not stop.is_set():
-            self.wake.clear()
-            try:
-                if not reconciled:
-                    dropped = await self.reconcile(connection)
-                    reconciled = True
-                    if dropped:
-                        _log.info("outbox rows already on the changes stream dropped",
-                                  rows=dropped)
-                await self.publish_pending(connection)
-            except (NatsError, JetStreamError, TimeoutError, OSError) as exc:
-                # JetStream is away or slow: the rows stay, the next round publishes them
-                # with the same message ids.
-                _log.warning("change publishing failed; will retry", error=repr(exc))
-                reconciled = False
-                await _sleep_unless(stop, 1.0)
-                continue
-            waiter = asyncio.ensure_future(self.wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            try:
-                await asyncio.wait({waiter, stopper}, timeout=1.0,
-                                   return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waiter.cancel()
-                stopper.cancel()
+        try:
+            reconciled = False
+            while not stop.is_set():
+                self.wake.clear()
+                try:
+                    if not reconciled:
+                        dropped = await self.reconcile(connection)
+                        reconciled = True
+                        if dropped:
+                            _log.info("outbox rows already on the changes stream dropped",
+                                      rows=dropped)
+                    await self.publish_pending(connection)
+                except (NatsError, TimeoutError, OSError, PublishRefused, Exception) as exc:
+                    # JetStream or PostgreSQL is away or slow: the rows stay, the next round
+                    # publishes them with the same message ids. Never die: nothing else would.
+                    _log.warning("change publishing failed; will retry", error=repr(exc))
+                    reconciled = False
+                    await _sleep_unless(stop, 1.0)
+                    continue
+                waiter = asyncio.ensure_future(self.wake.wait())
+                stopper = asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait({waiter, stopper}, timeout=1.0,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()
+                    stopper.cancel()
+        finally:
+            await self._sender.close()
 
 
 async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:

@@ -54,6 +54,10 @@ class Projector:
             self.leading.set()
             try:
                 await self._lead(leadership, stop)
+            except Exception as exc:
+                # Whatever went wrong, give the lock up and compete again: never die with it.
+                _log.error("applier failed; releasing the lock", error=repr(exc))
+                await asyncio.sleep(_ERROR_PAUSE)
             finally:
                 self.leading.clear()
                 self._metrics.leader.set(0)
@@ -79,16 +83,14 @@ class Projector:
                 await publisher_connection.close(timeout=2)
 
     async def _apply_loop(self, leadership: Leadership, stop: asyncio.Event) -> None:
-        connection = leadership.connection
-        checkpoint = await self._applier.checkpoint(connection)
-        await self._reposition(checkpoint, "start")
+        checkpoint = await self._recover(leadership, stop, "start")
         while not stop.is_set() and leadership.held():
             try:
                 messages = await self._consumer.fetch()
             except (NatsError, JetStreamError, TimeoutError) as exc:
                 _log.warning("fetch failed", error=repr(exc))
                 await asyncio.sleep(_ERROR_PAUSE)
-                checkpoint = await self._recover(leadership)
+                checkpoint = await self._recover(leadership, stop, "fetch error")
                 continue
             if not messages:
                 self._metrics.lag_events.set(0)
@@ -105,7 +107,7 @@ class Projector:
                     return
                 _log.error("batch failed; retrying from the checkpoint", error=repr(exc))
                 await asyncio.sleep(_ERROR_PAUSE)
-                checkpoint = await self._recover(leadership)
+                checkpoint = await self._recover(leadership, stop, "batch error")
 
     async def _apply(self, leadership: Leadership, delivery: Delivery) -> int:
         started = time.monotonic()
@@ -138,12 +140,13 @@ class Projector:
             self._publisher.wake.set()
         return result.checkpoint
 
-    async def _recover(self, leadership: Leadership) -> int:
-        """Re-read the checkpoint and move the consumer back to it (if still leading)."""
-        while leadership.held():
+    async def _recover(self, leadership: Leadership, stop: asyncio.Event, why: str) -> int:
+        """Re-read the checkpoint and move the consumer back to it (while leading and not
+        stopping; NATS may be away for a while)."""
+        while leadership.held() and not stop.is_set():
             try:
                 checkpoint = await self._applier.checkpoint(leadership.connection)
-                await self._reposition(checkpoint, "error")
+                await self._reposition(checkpoint, why)
                 return checkpoint
             except Exception as exc:
                 _log.warning("cannot reposition yet", error=repr(exc))
