@@ -36,12 +36,13 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from albatross.adapters.codec import EventCodec
+from albatross.adapters.jetstream.credentials import JetStreamClaimLookup
 from albatross.adapters.jetstream.event_store import JetStreamEventStore
 from albatross.adapters.jetstream.topology import Topology, ensure_topology
 from albatross.domain.aggregates import default_registry
 from albatross.domain.users import PasswordHashSet, UserRegistered
 from albatross.infra.nats_server import NatsServer
-from albatross.ports import AppendRequest, Claim, StreamId
+from albatross.ports import AppendRequest, Claim, StoreUnavailable, StreamId
 
 pytestmark = pytest.mark.real
 
@@ -429,3 +430,85 @@ async def test_notifier_reads_changes_events_and_sessions_but_no_secret(connect:
     for forged in ("albatross.events.t1.user.u9", "albatross.changes.t1.user.u9"):
         await notifier.nc.publish(forged, b"{}")
         await notifier.assert_refused("Publish", forged)
+
+
+# The services' own NATS adapters under their users ------------------------------------------
+# These run the real adapter code with the permissions above. The xfail(strict) ones are known
+# gaps of the service code against the least-privilege users (docs/operations.md, "NATS
+# users"); strict, so the day the code is fixed the marker must go.
+
+NATS_REFUSAL = (nats.errors.TimeoutError, asyncio.TimeoutError, nats.errors.NoRespondersError)
+
+
+async def test_notifier_change_feed_runs_under_the_notifier_user(connect: Any) -> None:
+    from albatross.services.notifier.jetstream import JetStreamChangeFeed
+
+    notifier, projector = await connect("notifier"), await connect("projector")
+    feed = JetStreamChangeFeed(notifier.nc.jetstream(timeout=2), CHANGES, replay_timeout=1)
+    head = await feed.head()
+    live = await feed.subscribe(after=head)
+    try:
+        await projector.nc.jetstream().publish("albatross.changes.t1.user.u7", b"{}")
+        assert [c.sequence async for c in feed.replay(after=head, until=head + 1)] == [head + 1]
+    finally:
+        await live.close()
+    assert await notifier.violations() == []
+
+
+@pytest.mark.xfail(strict=True, raises=NATS_REFUSAL, reason=(
+    "the projector creates its durable with durable_name only, i.e. the legacy "
+    "$JS.API.CONSUMER.DURABLE.CREATE whose filter is in the body (so it could name "
+    "albatross.secrets.>) and is refused; set ConsumerConfig(name=DURABLE) as well"))
+async def test_projector_event_consumer_runs_under_the_projector_user(connect: Any) -> None:
+    from albatross.services.projector.consumer import EventConsumer
+
+    projector = await connect("projector")
+    # Another durable name than the one test_projector_consumes_... created by hand.
+    consumer = EventConsumer(projector.nc, EventCodec(default_registry()), EVENTS,
+                             durable="albatross-projector-compat",
+                             request_timeout=REFUSED_WAIT)
+    try:
+        await consumer.position_at(0)
+    finally:
+        await consumer.close()
+
+
+@pytest.mark.xfail(strict=True, raises=NATS_REFUSAL, reason=(
+    "the notifier's user-event signal is an ordered consumer on ALBATROSS_EVENTS, created "
+    "without a name (filter in the body only): refused, since such a consumer could read "
+    "albatross.secrets.>; a core subscription to albatross.events.*.user.* is allowed"))
+async def test_notifier_revocation_signals_run_under_the_notifier_user(connect: Any) -> None:
+    from albatross.services.notifier.jetstream import JetStreamRevocationSignals
+
+    notifier = await connect("notifier")
+    signals = JetStreamRevocationSignals(notifier.nc.jetstream(timeout=REFUSED_WAIT),
+                                         events_stream=EVENTS,
+                                         sessions_bucket=Topology().sessions_bucket)
+
+    async def ignore(_: str) -> None:
+        return None
+
+    try:
+        await signals.start(ignore, ignore)
+    finally:
+        await signals.stop()
+
+
+@pytest.mark.xfail(strict=True, raises=StoreUnavailable, reason=(
+    "the notifier authenticates with the gateway's Authenticator, which loads user aggregates "
+    "(credential hashes included) by a Direct Get with a body; the notifier user may not read "
+    "secrets, so API-key and session checks need a secret-free path (or the notifier gets the "
+    "gateway's read rights, weakening the guarantee)"))
+async def test_notifier_claim_lookup_runs_under_the_notifier_user(connect: Any) -> None:
+    notifier = await connect("notifier")
+    lookup = JetStreamClaimLookup(notifier.nc, EVENTS, timeout=REFUSED_WAIT)
+    await lookup.holder(Claim(kind="email", value="nobody@example.com"))
+
+
+@pytest.mark.xfail(strict=True, raises=NATS_REFUSAL, reason=(
+    "the projector calls ensure_topology at start; only bootstrap may create or update "
+    "streams (STREAM.INFO/UPDATE of the KV buckets is refused to the projector user)"))
+async def test_projector_start_up_topology_check_runs_under_the_projector_user(
+        connect: Any) -> None:
+    projector = await connect("projector")
+    await ensure_topology(projector.nc.jetstream(timeout=REFUSED_WAIT), Topology())
