@@ -1,7 +1,7 @@
 // Data hooks: lists with cursor pagination and single resources, both kept live by change
 // messages, and a small cache of user names for "submitted by" columns.
 
-import { useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
+import { startTransition, useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
 import { get, query } from "./api";
 import { applyChange, applyChangeToItem, emptyCollection, mergePage, type Collection, type ListFilter } from "./collection";
 import { useChanges, useLive } from "./live";
@@ -64,12 +64,17 @@ export function useLiveList<E extends Entity>({ entity, path, filter = {}, match
       get<Page<EntityMap[E]>>(url, ctrl.signal).then(
         (page) => {
           if (gen !== generation.current) return;
-          setState((s) => {
-            let next = mergePage(s, page, mode === "more");
-            for (const message of queued.current) next = applyChange(next, message);
-            return next;
-          });
+          const pending = queued.current;
           queued.current = [];
+          // A transition: React renders a long page in slices, so the main thread stays
+          // responsive (no long task) while hundreds of rows appear.
+          startTransition(() => {
+            setState((s) => {
+              let next = mergePage(s, page, mode === "more");
+              for (const message of pending) next = applyChange(next, message);
+              return next;
+            });
+          });
           setError(null);
         },
         (err: unknown) => {
@@ -107,7 +112,7 @@ export function useLiveList<E extends Entity>({ entity, path, filter = {}, match
   useChanges((message) => {
     if (message.entity !== entity) return;
     if (inflight.current) queued.current.push(message);
-    setState((s) => applyChange(s, message));
+    startTransition(() => setState((s) => applyChange(s, message)));
   });
 
   return {

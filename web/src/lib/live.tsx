@@ -53,6 +53,13 @@ export function LiveProvider({ token, onUnauthorized, children }: Props) {
   const listeners = useRef(new Set<Listener>());
   const everOpened = useRef(false);
   const unauthorized = useRef(false);
+  const mounted = useRef(true);
+  useEffect(() => {
+    mounted.current = true;
+    return () => {
+      mounted.current = false;
+    };
+  }, []);
 
   const dispatch = useCallback((message: ChangeMessage) => {
     for (const listener of listeners.current) {
@@ -106,6 +113,7 @@ export function LiveProvider({ token, onUnauthorized, children }: Props) {
     },
     onMessage,
     onClose: (event) => {
+      if (!mounted.current) return; // closed because this provider went away (sign-out)
       if (event.code === 4401) {
         unauthorized.current = true;
         setStatus("offline");

@@ -2,7 +2,7 @@
 // reload of this tab, is not shared with other tabs, and is gone when the tab closes.
 
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState } from "react";
-import { get, post, setApiHandlers, setToken } from "./api";
+import { get, getToken, post, setApiHandlers, setToken } from "./api";
 import type { LoginResponse, User } from "./types";
 
 const STORAGE_KEY = "albatross.session";
@@ -63,6 +63,10 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
   sessionRef.current = session;
 
   const endSession = useCallback((message: string) => {
+    // Idempotent: a late "unauthorized" (a socket closed by the server after a sign-out) must
+    // not replace the reason the session really ended.
+    if (sessionRef.current === null) return;
+    sessionRef.current = null;
     setToken(null);
     save(null);
     setSession(null);
@@ -72,6 +76,7 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
 
   const login = useCallback((r: LoginResponse) => {
     const s = { token: r.token, expiresAt: r.expires_at, user: r.user };
+    sessionRef.current = s;
     setToken(r.token);
     save(s);
     setNotice(null);
@@ -80,12 +85,16 @@ export function SessionProvider({ children }: { children: React.ReactNode }) {
   }, []);
 
   const logout = useCallback(async (message = "You have signed out.") => {
+    // Leave first (this unmounts the live connection), then revoke the token: the server then
+    // closing the socket with 4401 must not read as "your session has ended".
+    const token = getToken();
+    endSession(message);
+    if (!token) return;
     try {
-      await post("/auth/logout");
+      await post("/auth/logout", undefined, { Authorization: `Bearer ${token}` });
     } catch {
       // the session may already be gone; signing out locally is what matters
     }
-    endSession(message);
   }, [endSession]);
 
   const setUser = useCallback((user: User) => {

@@ -170,7 +170,7 @@ export default function Users() {
         </div>
       )}
       <div className="mb-4 grid gap-3 sm:max-w-xl sm:grid-cols-2">
-        <SelectField label="Role" name="role_filter" value={role} onChange={(e) => setFilter("role", e.target.value)}>
+        <SelectField label="Filter by role" name="role_filter" value={role} onChange={(e) => setFilter("role", e.target.value)}>
           <option value="">All roles</option>
           {ROLES.map((r) => (
             <option key={r} value={r}>
@@ -179,7 +179,7 @@ export default function Users() {
           ))}
         </SelectField>
         {platform && (
-          <SelectField label="Airline" name="tenant_filter" value={tenantParam} onChange={(e) => setFilter("tenant_id", e.target.value)}>
+          <SelectField label="Filter by airline" name="tenant_filter" value={tenantParam} onChange={(e) => setFilter("tenant_id", e.target.value)}>
             <option value="">All airlines</option>
             {tenants.items.map((t) => (
               <option key={t.id} value={t.id}>
