@@ -52,10 +52,15 @@ function LiveGlue() {
       if (message.id === me.id) setUser(user);
       return;
     }
-    if (message.entity === "pirep" && isAdmin(me) && message.event === "PirepSubmitted") {
+    if (message.entity === "pirep" && isAdmin(me)) {
       const p = message.data as Pirep;
-      if (p.pilot_id === me.id || p.status !== "pending") return;
-      toast({
+      if (p.status !== "pending") {
+        toast.dismissKey(message.id); // reviewed (here or elsewhere): nothing left to do
+        return;
+      }
+      if (message.event !== "PirepSubmitted" || p.pilot_id === me.id) return;
+      toast.push({
+        key: message.id,
         title: "New PIREP to review",
         body: `${p.flight_number} · ${p.departure} → ${p.arrival}`,
         href: `/pireps/${encodeURIComponent(message.id)}`,

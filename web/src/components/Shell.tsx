@@ -1,5 +1,5 @@
 import { Disclosure, DisclosureButton, DisclosurePanel, Menu, MenuButton, MenuItem, MenuItems } from "@headlessui/react";
-import type { ReactNode } from "react";
+import { useEffect, useRef, type ReactNode } from "react";
 import { useLive, type LiveStatus } from "../lib/live";
 import { roleLabel } from "../lib/format";
 import { Link, useRouter } from "../lib/router";
@@ -52,6 +52,26 @@ export function Shell({ children }: { children: ReactNode }) {
   const { logout } = useSession();
   const { location } = useRouter();
   const items = navItems(isAdmin(me));
+  const mainRef = useRef<HTMLElement>(null);
+  const firstPath = useRef(true);
+
+  // After a client-side navigation, move focus to the new page's heading (as a page load
+  // would), so keyboard and screen-reader users start at the top of the new screen.
+  useEffect(() => {
+    if (firstPath.current) {
+      firstPath.current = false;
+      return;
+    }
+    let tries = 0;
+    const focusHeading = () => {
+      const heading = mainRef.current?.querySelector<HTMLElement>("h1");
+      if (heading) heading.focus({ preventScroll: true });
+      else if (tries++ < 20) setTimeout(focusHeading, 50); // the screen's chunk is loading
+      else mainRef.current?.focus({ preventScroll: true });
+    };
+    focusHeading();
+  }, [location.pathname]);
+
   return (
     <div className="min-h-dvh">
       <a href="#main" className="sr-only focus:not-sr-only focus:absolute focus:left-2 focus:top-2 focus:z-50 focus:rounded focus:bg-white focus:px-3 focus:py-2">
@@ -130,7 +150,7 @@ export function Shell({ children }: { children: ReactNode }) {
           </>
         )}
       </Disclosure>
-      <main id="main" className="mx-auto max-w-6xl px-3 py-6 sm:px-6 sm:py-8">
+      <main id="main" ref={mainRef} tabIndex={-1} className="mx-auto max-w-6xl px-3 py-6 focus:outline-none sm:px-6 sm:py-8">
         {children}
       </main>
     </div>

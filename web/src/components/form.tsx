@@ -26,7 +26,7 @@ interface FieldProps {
 }
 
 type InputProps = Omit<InputHTMLAttributes<HTMLInputElement>, "className"> & { ref?: Ref<HTMLInputElement>; "data-testid"?: string };
-type TextareaProps = Omit<TextareaHTMLAttributes<HTMLTextAreaElement>, "className"> & { ref?: Ref<HTMLTextAreaElement> };
+type TextareaProps = Omit<TextareaHTMLAttributes<HTMLTextAreaElement>, "className"> & { ref?: Ref<HTMLTextAreaElement>; "data-testid"?: string };
 type SelectProps = Omit<SelectHTMLAttributes<HTMLSelectElement>, "className"> & { ref?: Ref<HTMLSelectElement> };
 
 export function TextField({ label, error, hint, className, ...input }: FieldProps & InputProps) {

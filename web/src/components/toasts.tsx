@@ -3,13 +3,20 @@ import { Link } from "../lib/router";
 
 export interface Toast {
   id: number;
+  /** What the toast is about (a PIREP id): `dismissKey` removes it once it no longer applies. */
+  key?: string;
   title: string;
   body?: string;
   href?: string;
   linkLabel?: string;
 }
 
-const ToastContext = createContext<(t: Omit<Toast, "id">) => void>(() => undefined);
+interface ToastApi {
+  push: (t: Omit<Toast, "id">) => void;
+  dismissKey: (key: string) => void;
+}
+
+const ToastContext = createContext<ToastApi>({ push: () => undefined, dismissKey: () => undefined });
 
 let nextId = 1;
 
@@ -25,7 +32,8 @@ export function ToastProvider({ children }: { children: ReactNode }) {
     },
     [dismiss],
   );
-  const value = useMemo(() => push, [push]);
+  const dismissKey = useCallback((key: string) => setToasts((ts) => ts.filter((t) => t.key !== key)), []);
+  const value = useMemo(() => ({ push, dismissKey }), [push, dismissKey]);
   return (
     <ToastContext.Provider value={value}>
       {children}

@@ -16,7 +16,9 @@ export function PageHeader({ title, description, actions }: { title: string; des
   return (
     <div className="mb-6 flex flex-col gap-3 sm:flex-row sm:items-end sm:justify-between">
       <div className="min-w-0">
-        <h1 className="text-2xl font-bold tracking-tight text-slate-900">{title}</h1>
+        <h1 tabIndex={-1} className="text-2xl font-bold tracking-tight text-slate-900 focus:outline-none">
+          {title}
+        </h1>
         {description && <p className="mt-1 text-sm text-slate-600">{description}</p>}
       </div>
       {actions && <div className="flex flex-wrap gap-2">{actions}</div>}
@@ -165,7 +167,7 @@ export function CopyButton({ text, targetId }: { text: string; targetId?: string
       setState("copied");
     } catch {
       const el = targetId ? document.getElementById(targetId) : null;
-      if (el instanceof HTMLInputElement) {
+      if (el instanceof HTMLInputElement || el instanceof HTMLTextAreaElement) {
         el.focus();
         el.select();
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ApiError, formErrors, formErrorsFromError, normaliseField, problemMessage, sentence, toProblem } from "./problem";
+import { ApiError, formErrors, formErrorsFromError, humanise, normaliseField, problemMessage, sentence, toProblem } from "./problem";
 
 const FIELDS = ["departure", "arrival", "flight_number", "block_on_at"] as const;
 
@@ -10,7 +10,7 @@ describe("formErrors", () => {
       errors: [{ field: "departure", message: "must be a 4-letter ICAO airport code" }, { field: "block_on_at", message: "must be after block_off_at" }],
     });
     expect(formErrors(problem, FIELDS)).toEqual({
-      fields: { departure: "Must be a 4-letter ICAO airport code.", block_on_at: "Must be after block_off_at." },
+      fields: { departure: "Must be a 4-letter ICAO airport code.", block_on_at: "Must be after block off." },
       general: [],
     });
   });
@@ -36,6 +36,25 @@ describe("formErrors", () => {
   it("falls back to the problem's words without field errors", () => {
     const p = toProblem(409, "Conflict", { code: "invalid_state", detail: "The PIREP is not pending", status: 409 });
     expect(formErrors(p, FIELDS)).toEqual({ fields: {}, general: ["The PIREP is not pending"] });
+  });
+});
+
+describe("humanise", () => {
+  it("explains a regex failure with the field's format", () => {
+    const p = toProblem(422, "", { code: "validation_failed", errors: [{ field: "departure", message: "Expected `str` matching regex '^[A-Z]{4}$'" }] });
+    expect(formErrors(p, FIELDS).fields).toEqual({ departure: "Use the airport's 4-letter ICAO code, like EGLL." });
+  });
+
+  it("words msgspec's length and range messages", () => {
+    expect(humanise("name", "Expected `str` of length >= 1")).toBe("Required.");
+    expect(humanise("name", "Expected `str` of length <= 100")).toBe("Use at most 100 characters.");
+    expect(humanise("fuel_used_kg", "Expected `float` >= 0.0")).toBe("Must be at least 0.");
+    expect(humanise("flight_time_minutes", "Expected `int`, got `str`")).toBe("Enter a whole number.");
+    expect(humanise("unknown_field", "Expected `str` matching regex 'x'")).toBe("Has the wrong format.");
+  });
+
+  it("keeps messages already in words", () => {
+    expect(humanise("block_on_at", "must be after block_off_at")).toBe("Must be after block off.");
   });
 });
 

@@ -96,6 +96,48 @@ export function normaliseField(field: string): string {
   return f;
 }
 
+/** How each field's format is explained when the API's message is a machine's (a regex). */
+export const FORMAT_HINTS: Readonly<Record<string, string>> = {
+  departure: "Use the airport's 4-letter ICAO code, like EGLL.",
+  arrival: "Use the airport's 4-letter ICAO code, like LFPG.",
+  flight_number: "Use 1 to 10 letters or digits, like BAW123.",
+  aircraft_type: "Use the ICAO type designator: 2 to 4 letters or digits, like A320.",
+  aircraft_registration: "Use letters, digits and hyphens, like G-EUPT.",
+  icao: "Use 3 letters, like BAW.",
+  iata: "Use 2 letters or digits, like BA.",
+  email: "Enter an email address, like name@example.com.",
+};
+
+function num(text: string): string {
+  const n = Number(text);
+  return Number.isFinite(n) ? new Intl.NumberFormat().format(n) : text;
+}
+
+/**
+ * Puts a validator's message (e.g. msgspec's "Expected `str` matching regex '^[A-Z]{4}$'")
+ * into words for the field it is about; a message already in words is kept.
+ */
+export function humanise(field: string, message: string): string {
+  const m = message.trim();
+  let match: RegExpMatchArray | null;
+  if (/matching regex|pattern/i.test(m)) return FORMAT_HINTS[field] ?? "Has the wrong format.";
+  if ((match = m.match(/^Expected `str` of length >= (\d+)/))) return match[1] === "1" ? "Required." : `Use at least ${match[1]} characters.`;
+  if ((match = m.match(/^Expected `str` of length <= (\d+)/))) return `Use at most ${match[1]} characters.`;
+  if ((match = m.match(/^Expected `(?:int|float)` >= (\S+)/))) return `Must be at least ${num(match[1]!)}.`;
+  if ((match = m.match(/^Expected `(?:int|float)` <= (\S+)/))) return `Must be at most ${num(match[1]!)}.`;
+  if ((match = m.match(/^Expected `(?:int|float)` > (\S+)/))) return `Must be more than ${num(match[1]!)}.`;
+  if ((match = m.match(/^Expected `(?:int|float)` < (\S+)/))) return `Must be less than ${num(match[1]!)}.`;
+  if (/^Expected `int`/.test(m)) return "Enter a whole number.";
+  if (/^Expected `float`/.test(m)) return "Enter a number.";
+  if (/^Expected `datetime`/.test(m)) return "Enter a date and time.";
+  if (/^Expected `str`/.test(m)) return "Enter text.";
+  if (/^Expected `null`|^Expected one of/.test(m)) return "Choose one of the offered values.";
+  if (/^Expected /.test(m) && FORMAT_HINTS[field]) return FORMAT_HINTS[field]!;
+  if (/^Invalid enum value/i.test(m)) return "Choose one of the offered values.";
+  // "must be after block_off_at" → "Must be after block off."
+  return sentence(m.replace(/\b[a-z]+(?:_[a-z]+)+\b/g, (name) => name.replace(/_at$/, "").replace(/_/g, " ")));
+}
+
 /**
  * Maps a problem+json to the errors of a form with `knownFields`. Pure; used by every form.
  * Errors on fields the form does not show become general messages naming the field.
@@ -109,9 +151,9 @@ export function formErrors(problem: Problem, knownFields: readonly string[]): Fo
     const head = path.split(/[./[]/)[0] ?? path;
     const target = known.has(path) ? path : known.has(head) ? head : null;
     if (target !== null) {
-      if (!(target in fields)) fields[target] = sentence(error.message);
+      if (!(target in fields)) fields[target] = humanise(target, error.message);
     } else {
-      general.push(path ? `${humanField(path)}: ${sentence(error.message)}` : sentence(error.message));
+      general.push(path ? `${humanField(path)}: ${humanise(path, error.message)}` : sentence(error.message));
     }
   }
   if (Object.keys(fields).length === 0 && general.length === 0) {

@@ -150,7 +150,7 @@ export default function PirepDetail({ params }: { params: Record<string, string>
   useChanges((m) => {
     if (m.entity === "pirep" && m.id === id && m.event !== "PirepSubmitted") {
       const p = m.data as Pirep;
-      if (p.status !== "pending") setFlash(`This PIREP was ${p.status}.`);
+      if (p.status !== "pending" && p.reviewed_by !== me.id) setFlash(`This PIREP was ${p.status}.`);
     }
   });
 

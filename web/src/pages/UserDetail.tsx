@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { Alert, Button, TextField } from "../components/form";
+import { Alert, Button, TextAreaField, TextField } from "../components/form";
 import { Badge, Card, CopyButton, DescriptionList, EmptyState, ErrorBlock, InfiniteScroll, LoadingBlock, Modal, PageHeader } from "../components/ui";
 import { del, post } from "../lib/api";
 import { formatDateTime, formatMinutes, roleLabel } from "../lib/format";
@@ -55,13 +55,20 @@ function CreateKey({ userId, onCreated }: { userId: string; onCreated: () => voi
         {created ? (
           <div className="space-y-4">
             <Alert kind="info">Copy the key now. It is shown only this once; Albatross keeps only a hash of it.</Alert>
-            <div className="flex items-end gap-2">
-              <TextField className="flex-1" id="new-api-key" label={`Key “${created.name}”`} name="api_key" value={created.key} readOnly onFocus={(e) => e.currentTarget.select()} data-testid="new-api-key" />
-              <div className="mb-px">
-                <CopyButton text={created.key} targetId="new-api-key" />
-              </div>
-            </div>
-            <div className="flex justify-end">
+            <TextAreaField
+              id="new-api-key"
+              label={`Key “${created.name}”`}
+              name="api_key"
+              rows={2}
+              value={created.key}
+              readOnly
+              spellCheck={false}
+              className="[&_textarea]:font-mono [&_textarea]:break-all"
+              onFocus={(e) => e.currentTarget.select()}
+              data-testid="new-api-key"
+            />
+            <div className="flex flex-wrap justify-end gap-2">
+              <CopyButton text={created.key} targetId="new-api-key" />
               <Button onClick={close}>Done</Button>
             </div>
           </div>
@@ -171,7 +178,7 @@ export default function UserDetail({ params }: { params: Record<string, string> 
     <div>
       <nav aria-label="Breadcrumb" className="mb-2 text-sm">
         <Link to="/users" className="text-sky-800 hover:underline">
-          ← Users
+          ← {me.role === "Pilot" ? "Pilots" : "Users"}
         </Link>
       </nav>
       <PageHeader title={self ? `${user.display_name} (you)` : user.display_name} description={roleLabel(user.role)} />
