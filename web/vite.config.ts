@@ -2,9 +2,11 @@
 import { defineConfig } from "vite";
 import react from "@vitejs/plugin-react-swc";
 import tailwindcss from "@tailwindcss/vite";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { brotliCompressSync, constants, gzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { brotliCompress, constants, gzip } from "node:zlib";
 import type { Plugin } from "vite";
 
 /**
@@ -20,19 +22,27 @@ function precompress(): Plugin {
     configResolved(config) {
       outDir = config.build.outDir.startsWith("/") ? config.build.outDir : join(config.root, config.build.outDir);
     },
-    closeBundle() {
+    async closeBundle() {
       const walk = (dir: string): string[] =>
         readdirSync(dir).flatMap((name) => {
           const path = join(dir, name);
           return statSync(path).isDirectory() ? walk(path) : [path];
         });
-      for (const file of walk(outDir)) {
-        if (!/\.(js|css|html|svg|json|txt)$/.test(file)) continue;
-        const data = readFileSync(file);
-        if (data.length < 1024) continue;
-        writeFileSync(`${file}.gz`, gzipSync(data, { level: 9 }));
-        writeFileSync(`${file}.br`, brotliCompressSync(data, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }));
-      }
+      const gz = promisify(gzip);
+      const br = promisify(brotliCompress);
+      // In parallel on libuv's thread pool: brotli at quality 11 is the slow part.
+      await Promise.all(
+        walk(outDir)
+          .filter((file) => /\.(js|css|html|svg|json|txt)$/.test(file))
+          .map(async (file) => {
+            const data = await readFile(file);
+            if (data.length < 1024) return;
+            await Promise.all([
+              gz(data, { level: 9 }).then((out) => writeFile(`${file}.gz`, out)),
+              br(data, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).then((out) => writeFile(`${file}.br`, out)),
+            ]);
+          }),
+      );
     },
   };
 }
