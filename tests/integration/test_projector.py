@@ -493,3 +493,10 @@ async def test_rebuild_swaps_in_equal_tables_while_the_projector_keeps_going(
     finally:
         await connection.close()
     assert schemas == {"read_model"}
+
+
+async def test_migrations_apply_once_even_when_two_processes_race(dsn: str) -> None:
+    first, second = await asyncio.gather(apply_migrations(dsn), apply_migrations(dsn))
+    assert sorted([first, second], key=len) == [[], ["0001_read_model"]]
+    assert await apply_migrations(dsn) == []
+    assert await checkpoint_of(dsn) == 0

@@ -6,6 +6,11 @@ redelivery), preloads the rows the rest reference, runs the pure projection
 history, the change outbox, the poison records and the new checkpoint, all in the one
 transaction the caller opened. Committed together, rows and checkpoint can never disagree:
 replaying any prefix of the stream again changes nothing.
+
+A batch costs four statements whatever its size: lock the checkpoint, preload (one query for
+every table), write (one statement of data-modifying CTEs over ``unnest`` arrays: rows,
+history, outbox, checkpoint and NOTIFY), and poison records when there are any. Round trips,
+not rows, are what a small batch pays for.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ from albatross.adapters.postgres.tables import (
     RESOURCE_TABLES,
     TENANTS,
     USERS,
-    Table,
 )
 from albatross.application.projections import (
     ProjectionState,
@@ -81,7 +85,8 @@ class BatchApplier:
         self._notify = notify
         self._channel = checkpoint_channel(schema)
         self._encode = msgspec.json.Encoder().encode
-        self._upserts = {t.name: self._upsert_sql(t) for t in RESOURCE_TABLES}
+        self._preload_sql = self._build_preload()
+        self._write_sql = self._build_write()
 
     async def checkpoint(self, connection: Connection, *, lock: bool = False) -> int:
         suffix = " FOR UPDATE" if lock else ""
@@ -122,82 +127,109 @@ class BatchApplier:
             for ordinal, change in enumerate(outcome.changes):
                 outbox.append((record.sequence, ordinal, change.subject,
                                self._encode(change.message)))
-        await self._write_rows(connection, state)
-        if history:
-            await connection.executemany(
-                f"INSERT INTO {self._s}.pirep_history "  # noqa: S608
-                "(pirep_id, sequence, type, occurred_at, actor_id, data) "
-                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING", history)
-        if outbox and self._outbox:
-            await connection.executemany(
-                f"INSERT INTO {self._s}.change_outbox "  # noqa: S608
-                "(event_sequence, ordinal, subject, payload) VALUES ($1, $2, $3, $4)", outbox)
-            result.changes = len(outbox)
         if result.poison:
             await connection.executemany(
                 f"INSERT INTO {self._s}.poison_events (sequence, subject, reason, payload) "  # noqa: S608
                 "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                 [(p.sequence, p.subject, p.reason, p.payload) for p in result.poison])
         result.checkpoint = ordered[-1].sequence
-        await connection.execute(
-            f"UPDATE {self._s}.projection_checkpoint SET last_sequence = $1, updated_at = now()",  # noqa: S608
-            result.checkpoint)
-        if self._notify:
-            # Delivered on commit only, so a woken reader always sees the rows.
-            await connection.execute("SELECT pg_notify($1, $2)", self._channel,
-                                     str(result.checkpoint))
+        result.changes = len(outbox)
+        # The NOTIFY in it is delivered on commit only, so a woken reader sees the rows.
+        await connection.execute(self._write_sql, *self._row_arrays(state),
+                                 *_columns(history, 6), *_columns(outbox, 4),
+                                 result.checkpoint, *([self._channel] if self._notify else []))
         return result
 
     async def _preload(self, connection: Connection,
                        records: Iterable[Incoming]) -> ProjectionState:
+        """Every row the batch references, in one query (a review's pilot included)."""
         refs = Refs()
         for record in records:
             if isinstance(record, RecordedEvent):
                 refs.update(references(record.event))
         state = ProjectionState()
-        for pirep in await self._load(connection, PIREPS, refs.pireps):
-            assert isinstance(pirep, PirepView)
-            state.pireps[pirep.id] = pirep
-            # A review changes the flight figures of the PIREP's pilot.
-            refs.users.add(pirep.pilot_id)
-        for key in await self._load(connection, API_KEYS, refs.api_keys):
-            assert isinstance(key, ApiKeyView)
-            state.api_keys[key.id] = key
-        for user in await self._load(connection, USERS, refs.users):
-            assert isinstance(user, UserView)
-            state.users[user.id] = user
-        for tenant in await self._load(connection, TENANTS, refs.tenants):
-            assert isinstance(tenant, TenantView)
-            state.tenants[tenant.id] = tenant
+        if not (refs.pireps or refs.api_keys or refs.users or refs.tenants):
+            return state
+        rows = await connection.fetch(self._preload_sql, list(refs.pireps),
+                                      list(refs.api_keys), list(refs.users), list(refs.tenants))
+        for row in rows:
+            kind, data = row["kind"], row["row"]
+            if kind == "pirep":
+                pirep = msgspec.convert(data, PirepView, strict=False)
+                state.pireps[pirep.id] = pirep
+            elif kind == "apikey":
+                key = msgspec.convert(data, ApiKeyView, strict=False)
+                state.api_keys[key.id] = key
+            elif kind == "user":
+                user = msgspec.convert(data, UserView, strict=False)
+                state.users[user.id] = user
+            else:
+                tenant = msgspec.convert(data, TenantView, strict=False)
+                state.tenants[tenant.id] = tenant
         return state
 
-    async def _load(self, connection: Connection, table: Table, ids: set[str]) -> list[Any]:
-        if not ids:
-            return []
-        rows = await connection.fetch(
-            f"SELECT {table.select_list()} FROM {self._s}.{table.name} WHERE id = ANY($1::text[])",  # noqa: S608
-            list(ids))
-        return [table.view(**dict(row)) for row in rows]
+    def _build_preload(self) -> str:
+        s = self._s
+        return (
+            f"SELECT 'pirep' AS kind, to_jsonb(p.*) AS row FROM {s}.pireps p "  # noqa: S608
+            "WHERE p.id = ANY($1::text[]) "
+            f"UNION ALL SELECT 'apikey', to_jsonb(k.*) FROM {s}.api_keys k "
+            "WHERE k.id = ANY($2::text[]) "
+            # A review changes the flight figures of the PIREP's pilot: load the pilot too.
+            f"UNION ALL SELECT 'user', to_jsonb(u.*) FROM {s}.users u "
+            "WHERE u.id = ANY($3::text[]) "
+            f"OR u.id IN (SELECT pilot_id FROM {s}.pireps WHERE id = ANY($1::text[])) "
+            f"UNION ALL SELECT 'tenant', to_jsonb(t.*) FROM {s}.tenants t "
+            "WHERE t.id = ANY($4::text[])")
 
-    def _upsert_sql(self, table: Table) -> str:
-        names = table.names
-        unnest = ", ".join(f"${i}::{pgtype}[]" for i, (_, pgtype) in
-                           enumerate(table.columns, start=1))
-        updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[1:]
-                            if name not in _NOT_PROJECTED)
-        return (f"INSERT INTO {self._s}.{table.name} ({', '.join(names)}) "  # noqa: S608
-                f"SELECT * FROM unnest({unnest}) "
-                f"ON CONFLICT (id) DO UPDATE SET {updates}")
+    def _build_write(self) -> str:
+        s = self._s
+        parts = []
+        number = 0
 
-    async def _write_rows(self, connection: Connection, state: ProjectionState) -> None:
+        def arrays(types: list[str]) -> str:
+            nonlocal number
+            out = []
+            for pgtype in types:
+                number += 1
+                out.append(f"${number}::{pgtype}[]")
+            return ", ".join(out)
+
+        for index, table in enumerate(RESOURCE_TABLES):
+            names = table.names
+            updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[1:]
+                                if name not in _NOT_PROJECTED)
+            unnest = arrays([pgtype for _, pgtype in table.columns])
+            parts.append(f"r{index} AS (INSERT INTO {s}.{table.name} ({', '.join(names)}) "  # noqa: S608
+                         f"SELECT * FROM unnest({unnest}) "
+                         f"ON CONFLICT (id) DO UPDATE SET {updates})")
+        history = arrays(["text", "bigint", "text", "timestamptz", "text", "jsonb"])
+        parts.append(f"h AS (INSERT INTO {s}.pirep_history "  # noqa: S608
+                     "(pirep_id, sequence, type, occurred_at, actor_id, data) "
+                     f"SELECT * FROM unnest({history}) ON CONFLICT DO NOTHING)")
+        outbox = arrays(["bigint", "smallint", "text", "bytea"])
+        parts.append(f"o AS (INSERT INTO {s}.change_outbox "  # noqa: S608
+                     "(event_sequence, ordinal, subject, payload) "
+                     f"SELECT * FROM unnest({outbox}))")
+        parts.append(f"c AS (UPDATE {s}.projection_checkpoint SET last_sequence = "  # noqa: S608
+                     f"${number + 1}, updated_at = now() RETURNING last_sequence)")
+        final = (f"SELECT pg_notify(${number + 2}, last_sequence::text) FROM c" if self._notify  # noqa: S608
+                 else "SELECT last_sequence FROM c")
+        return "WITH " + ", ".join(parts) + " " + final
+
+    def _row_arrays(self, state: ProjectionState) -> list[list[Any]]:
+        """The dirty rows of every resource table, as ``unnest`` column arrays."""
         sources: dict[str, dict[str, Any]] = {
             TENANTS.name: state.tenants, USERS.name: state.users,
             API_KEYS.name: state.api_keys, PIREPS.name: state.pireps,
         }
+        out: list[list[Any]] = []
         for table in RESOURCE_TABLES:
-            dirty = state.dirty[table.entity]
-            if not dirty:
-                continue
-            rows = [sources[table.name][row_id] for row_id in sorted(dirty)]
-            columns = [[getattr(row, name) for row in rows] for name in table.names]
-            await connection.execute(self._upserts[table.name], *columns)
+            rows = [sources[table.name][row_id] for row_id in sorted(state.dirty[table.entity])]
+            out.extend([getattr(row, name) for row in rows] for name in table.names)
+        return out
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Row tuples as ``width`` column lists (what ``unnest`` takes)."""
+    return [[row[i] for row in rows] for i in range(width)]

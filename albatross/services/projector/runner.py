@@ -70,6 +70,9 @@ class Projector:
         publisher_stop = asyncio.Event()
         publisher_connection = await connect(self._dsn,
                                              application_name="albatross-projector-outbox")
+        # Deleting published rows needs no fsync wait: a lost delete re-publishes a row,
+        # which the message id and the start-up reconciliation turn into a no-op.
+        await publisher_connection.execute("SET synchronous_commit TO off")
         publisher = asyncio.create_task(self._publisher.run(publisher_connection,
                                                             publisher_stop))
         try:
@@ -83,6 +86,11 @@ class Projector:
                 await publisher_connection.close(timeout=2)
 
     async def _apply_loop(self, leadership: Leadership, stop: asyncio.Event) -> None:
+        # No fsync wait per batch (for this session only): the rows are derived data. A
+        # PostgreSQL crash can only lose the last few commits *together with their
+        # checkpoint*, and the consumer, reset to the checkpoint by the next leader, delivers
+        # those events again (same change ids, which the outbox reconciles).
+        await leadership.connection.execute("SET synchronous_commit TO off")
         checkpoint = await self._recover(leadership, stop, "start")
         while not stop.is_set() and leadership.held():
             try:
@@ -113,10 +121,6 @@ class Projector:
         started = time.monotonic()
         connection = leadership.connection
         async with connection.transaction():
-            # No fsync wait per batch: the rows are derived data. A PostgreSQL crash can only
-            # lose the last few commits *together with their checkpoint*, and the stream
-            # delivers those events again (same change ids, which the outbox reconciles).
-            await connection.execute("SET LOCAL synchronous_commit TO off")
             result = await self._applier.apply(connection, delivery.records)
         committed = datetime.now(UTC)
         # After the commit only: an ack lost now merely brings back duplicates.
