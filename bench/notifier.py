@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -63,79 +64,165 @@ class Config:
 
 
 # Client process ---------------------------------------------------------------------------
+# A bare asyncio WebSocket client: 5,000 aiohttp clients in one Python process cannot read
+# 25,000 messages/s, and the benchmark must measure the servers, not its own clients.
+
+class _Change(msgspec.Struct):
+    remarks: str | None = None
+
+
+class _Message(msgspec.Struct):
+    type: str
+    sequence: int = 0
+    data: _Change | None = None
+
+
+_DECODE = msgspec.json.Decoder(_Message).decode
+_MASK = b"\x01\x02\x03\x04"
+
+
+def masked_frame(opcode: int, payload: bytes) -> bytes:
+    assert len(payload) < 126
+    body = bytes(b ^ _MASK[i % 4] for i, b in enumerate(payload))
+    return bytes([0x80 | opcode, 0x80 | len(payload)]) + _MASK + body
+
+
+class RawClient(asyncio.Protocol):
+    def __init__(self, host: str, path: str, auth: bytes, book: ClientBook, index: int) -> None:
+        self._request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+                         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+        self._auth = masked_frame(1, auth)
+        self._book = book
+        self._index = index
+        self._buffer = bytearray()
+        self._open = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()  # one read, one receipt time for all its frames
+        buffer = self._buffer
+        buffer += data
+        if not self._open:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buffer.startswith(b"HTTP/1.1 101"):
+                self._book.failed("handshake")
+                return
+            del buffer[:end + 4]
+            self._open = True
+            assert self.transport is not None
+            self.transport.write(self._auth)
+        offset = 0
+        size = len(buffer)
+        while size - offset >= 2:
+            length = buffer[offset + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if size - offset < 4:
+                    break
+                length = int.from_bytes(buffer[offset + 2:offset + 4], "big")
+                head = 4
+            elif length == 127:
+                if size - offset < 10:
+                    break
+                length = int.from_bytes(buffer[offset + 2:offset + 10], "big")
+                head = 10
+            if size - offset < head + length:
+                break
+            opcode = buffer[offset] & 0x0F
+            payload = bytes(buffer[offset + head:offset + head + length])
+            offset += head + length
+            if opcode == 1:
+                self._book.message(self._index, _DECODE(payload), now)
+            elif opcode == 9 and self.transport is not None:
+                self.transport.write(masked_frame(10, payload[:125]))
+            elif opcode == 8:
+                self._book.failed("closed by server")
+        del buffer[:offset]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._book.lost(self._index)
+
+
+class ClientBook:
+    """What every socket received."""
+
+    def __init__(self, count: int, changes: int) -> None:
+        self.count = count
+        self.changes = changes
+        self.latencies: list[float] = []
+        self.got: list[list[int]] = [[] for _ in range(count)]
+        self.ready = 0
+        self.complete = 0
+        self.errors: dict[str, int] = {}
+        self.all_ready = asyncio.Event()
+        self.all_done = asyncio.Event()
+
+    def message(self, index: int, message: _Message, now: float) -> None:
+        if message.type == "ready":
+            self.ready += 1
+            if self.ready == self.count:
+                self.all_ready.set()
+        elif message.type == "change" and message.data is not None:
+            self.latencies.append(now - float(message.data.remarks or "nan"))
+            mine = self.got[index]
+            mine.append(message.sequence)
+            if len(mine) == self.changes:
+                self.complete += 1
+                if self.complete == self.count:
+                    self.all_done.set()
+
+    def failed(self, why: str) -> None:
+        self.errors[why] = self.errors.get(why, 0) + 1
+
+    def lost(self, index: int) -> None:
+        if len(self.got[index]) < self.changes:
+            self.failed("connection lost")
+
 
 async def run_clients(spec: dict[str, Any]) -> None:
     """Open the sockets, say READY, collect every change, print a JSON summary."""
-    import aiohttp
-
-    url, token, count, changes = spec["url"], spec["token"], spec["sockets"], spec["changes"]
-    check_sequences = spec["check_sequences"]
-    decode = msgspec.json.decode
-    latencies: list[float] = []
-    got: list[list[int]] = [[] for _ in range(count)]
-    ready = 0
-    all_ready = asyncio.Event()
-    done = asyncio.Event()
-    finished = 0
+    loop = asyncio.get_running_loop()
+    host, port, path = spec["host"], spec["port"], spec["path"]
+    count, changes = spec["sockets"], spec["changes"]
+    book = ClientBook(count, changes)
+    auth = msgspec.json.encode({"type": "auth", "token": spec["token"]})
     opening = asyncio.Semaphore(100)  # below the server's listen backlog
-    auth = json.dumps({"type": "auth", "token": token})
-    connector = aiohttp.TCPConnector(limit=0)
-    errors: dict[str, int] = {}
+    transports: list[asyncio.BaseTransport] = []
 
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def one(i: int) -> None:
-            nonlocal ready, finished
-            try:
-                async with opening:
-                    ws = await session.ws_connect(url, autoping=True, heartbeat=None)
-                    await ws.send_str(auth)
-                    first = await ws.receive(timeout=30)
-                    assert first.type is aiohttp.WSMsgType.TEXT, first
-                ready += 1
-                if ready == count:
-                    all_ready.set()
-                mine = got[i]
-                async for msg in ws:
-                    now = time.monotonic()
-                    if msg.type is not aiohttp.WSMsgType.TEXT:
-                        break
-                    data = decode(msg.data)
-                    if data.get("type") != "change":
-                        continue
-                    latencies.append(now - float(data["data"]["remarks"]))
-                    mine.append(data["sequence"])
-                    if len(mine) >= changes:
-                        break
-                await ws.close()
-            except Exception as exc:  # counted: the summary says what went wrong
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                if ready < count and not all_ready.is_set():
-                    ready += 1
-                    if ready == count:
-                        all_ready.set()
-            finally:
-                finished += 1
-                if finished == count:
-                    done.set()
+    async def open_one(i: int) -> None:
+        async with opening:
+            transport, _ = await loop.create_connection(
+                lambda: RawClient(f"{host}:{port}", path, auth, book, i), host, port)
+            transports.append(transport)
 
-        tasks = [asyncio.create_task(one(i)) for i in range(count)]
-        await all_ready.wait()
-        print("READY", flush=True)
-        try:
-            async with asyncio.timeout(spec["timeout"]):
-                await done.wait()
-        except TimeoutError:
-            errors["timeout"] = 1
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    received = sum(len(g) for g in got)
-    in_order = all(g == sorted(set(g)) for g in got) if check_sequences else None
-    complete = sum(1 for g in got if len(g) == changes)
-    print(json.dumps({"latency": common.latency_ms(latencies), "received": received,
-                      "expected": count * changes, "sockets_complete": complete,
-                      "in_order_no_duplicates": in_order, "errors": errors}), flush=True)
+    await asyncio.gather(*(open_one(i) for i in range(count)))
+    try:
+        async with asyncio.timeout(120):
+            await book.all_ready.wait()
+    except TimeoutError:
+        raise RuntimeError(f"only {book.ready} of {count} sockets ready: {book.errors}") from None
+    print("READY", flush=True)
+    try:
+        async with asyncio.timeout(spec["timeout"]):
+            await book.all_done.wait()
+    except TimeoutError:
+        book.failed("timeout")
+    for transport in transports:
+        transport.close()
+    received = sum(len(g) for g in book.got)
+    in_order = (all(g == sorted(set(g)) for g in book.got) if spec["check_sequences"]
+                else None)
+    print(json.dumps({"latency": common.latency_ms(book.latencies), "received": received,
+                      "expected": count * changes, "sockets_complete": book.complete,
+                      "in_order_no_duplicates": in_order, "errors": book.errors}), flush=True)
 
 
 # Baseline server --------------------------------------------------------------------------
@@ -204,10 +291,11 @@ async def wait_http(url: str, timeout: float = 60) -> None:
 
 
 async def child(*args: str, env: dict[str, str] | None = None,
-                stdout: int | None = None) -> asyncio.subprocess.Process:
+                stdout: int = asyncio.subprocess.DEVNULL,
+                stderr: int | None = asyncio.subprocess.DEVNULL) -> asyncio.subprocess.Process:
+    # Services log JSON lines to stdout: they must not mix with the benchmark's one line.
     return await asyncio.create_subprocess_exec(
-        *args, env={**os.environ, **(env or {})}, stdout=stdout,
-        stderr=asyncio.subprocess.DEVNULL)
+        *args, env={**os.environ, **(env or {})}, stdout=stdout, stderr=stderr)
 
 
 def pirep_change(tenant_id: str, pilot_id: str, sent: float) -> bytes:
@@ -227,13 +315,15 @@ def pirep_change(tenant_id: str, pilot_id: str, sent: float) -> bytes:
 
 async def fan_out(name: str, server_pid: int, url: str, token: str, js: Any, tenant_id: str,
                   pilot_id: str, config: Config, *, check_sequences: bool) -> dict[str, Any]:
-    spec = {"url": url, "token": token, "sockets": config.sockets, "changes": config.changes,
+    parts = urlsplit(url)
+    spec = {"host": parts.hostname, "port": parts.port, "path": parts.path, "token": token,
+            "sockets": config.sockets, "changes": config.changes,
             "check_sequences": check_sequences,
             "timeout": 60 + config.changes * config.gap * 4}
     rss_before = rss_kib(server_pid)
     common.progress(f"{name}: opening {config.sockets} sockets")
     clients = await child(sys.executable, str(HERE), "clients", json.dumps(spec),
-                          stdout=asyncio.subprocess.PIPE)
+                          stdout=asyncio.subprocess.PIPE, stderr=None)
     assert clients.stdout is not None
     try:
         line = await asyncio.wait_for(clients.stdout.readline(), 180)
@@ -325,9 +415,11 @@ async def orchestrate(config: Config) -> None:
     from albatross.infra._process import free_port
     from albatross.infra.nats_server import NatsServer
     from albatross.infra.postgres_server import PostgresServer
+    from albatross.observability import configure_logging
     from albatross.ops_http import OpsEndpoints
     from albatross.services.gateway.container import build_gateway_deps
 
+    configure_logging("bench", "warning", stream=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="albatross-bench-notifier-"))
     servers: list[Any] = []
     children: list[asyncio.subprocess.Process] = []
@@ -451,13 +543,15 @@ def main() -> None:
                         help="500 sockets, 20 changes, no end-to-end part")
     parser.add_argument("--sockets", type=int)
     parser.add_argument("--changes", type=int)
-    parser.add_argument("--gap", type=float, default=0.2,
-                        help="seconds between two published changes")
+    parser.add_argument("--gap", type=float,
+                        help="seconds between two published changes (default: 1, quick: "
+                             "0.25); shorter than one fan-out and the clients fall behind")
     parser.add_argument("--e2e", action=argparse.BooleanOptionalAction, default=None,
                         help="run the end-to-end part (default: on unless --quick)")
     args = parser.parse_args()
     config = Config(sockets=args.sockets or (500 if args.quick else 5000),
-                    changes=args.changes or (20 if args.quick else 50), gap=args.gap,
+                    changes=args.changes or (20 if args.quick else 50),
+                    gap=args.gap or (0.25 if args.quick else 1.0),
                     e2e=args.e2e if args.e2e is not None else not args.quick,
                     e2e_seconds=3.0 if args.quick else 10.0)
     common.run(lambda: orchestrate(config))

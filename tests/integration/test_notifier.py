@@ -129,7 +129,7 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_slows_nobody(
     tenant, pilot = uid("t-"), uid("pilot-")
     auth = FakeAuthenticator({"slow": Principal(pilot, "Pilot", tenant, session_id="s1"),
                               "fast": Principal(pilot, "Pilot", tenant, session_id="s2")})
-    config = notifier_config(queue_size=16, pending_limit=64, send_buffer_bytes=4096,
+    config = notifier_config(max_buffer_bytes=16 * 1024, pending_limit=64, send_buffer_bytes=4096,
                              close_timeout=10.0)
     async with connected(nats_url) as conn, notifier(conn, auth, config) as running:
         slow = await RawSocket.open(running.server.host, running.server.port, "slow")
@@ -145,7 +145,7 @@ async def test_a_client_that_stops_reading_is_closed_4008_and_slows_nobody(
         assert seqs(got) == acked
         assert running.metric("albatross_notifier_closes_total", code="4008", by="server") == 1
         assert await slow.read_until_close(timeout=10) == 4008
-        assert running.metric("albatross_notifier_drops_total", reason="queue_full") == 1
+        assert running.metric("albatross_notifier_drops_total", reason="buffer_full") == 1
         await fast.close()
         slow.close()
 

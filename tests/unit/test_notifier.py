@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from albatross.application.principal import Principal
 from albatross.application.views import ChangeMessage, PirepView, UserView
 from albatross.ports import StoreUnavailable
-from albatross.services.notifier.fanout import Outgoing
+from albatross.services.notifier.fanout import Outgoing, text_frame
 from albatross.services.notifier.hub import Hub
 from albatross.services.notifier.metrics import NotifierMetrics
 from albatross.services.notifier.origin import OriginPolicy, normalise_origin
@@ -55,17 +55,38 @@ def change(sequence: int, tenant: str = "A") -> Change:
 
 
 class FakeWs:
-    """What a Session uses of an aiohttp WebSocketResponse."""
+    """What a Session uses of an aiohttp WebSocketResponse and of its transport."""
 
     def __init__(self) -> None:
         self.frames: list[dict[str, Any]] = []
         self.closed_with: tuple[int, bytes] | None = None
-        self.stalled = asyncio.Event()  # set: sending blocks (a client that stopped reading)
+        self.stalled = False  # a client that stopped reading: writes pile up in the buffer
+        self.buffered = 0
 
-    async def send_frame(self, data: bytes, opcode: int) -> None:
-        while self.stalled.is_set():
-            await asyncio.sleep(0.01)
-        self.frames.append(msgspec.json.decode(data))
+    # The transport.
+    def write(self, data: bytes) -> None:
+        length, head = data[1] & 0x7F, 2
+        if length == 126:
+            length, head = int.from_bytes(data[2:4], "big"), 4
+        elif length == 127:
+            length, head = int.from_bytes(data[2:10], "big"), 10
+        assert data[0] == 0x81
+        assert len(data) == head + length
+        if self.stalled:
+            self.buffered += len(data)
+        else:
+            self.frames.append(msgspec.json.decode(data[head:]))
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def is_closing(self) -> bool:
+        return self.closed_with is not None
+
+    # The WebSocketResponse.
+    @property
+    def closed(self) -> bool:
+        return self.closed_with is not None
 
     async def close(self, *, code: int, message: bytes, drain: bool = True) -> bool:
         self.closed_with = (code, message)
@@ -97,7 +118,7 @@ class FakeFeed:
 def make_session(ws: FakeWs, feed: FakeFeed, principal: Principal = PILOT,
                  **config: Any) -> tuple[Session, NotifierMetrics]:
     metrics = NotifierMetrics(CollectorRegistry())
-    session = Session(ws, principal, "secret", "hash", feed=feed,  # type: ignore[arg-type]
+    session = Session(ws, ws, principal, "secret", "hash", feed=feed,  # type: ignore[arg-type]
                       config=SessionConfig(**{"resume_grace": 0.05, **config}),
                       metrics=metrics, abort=lambda: None)
     return session, metrics
@@ -112,7 +133,7 @@ def hub_at(sequence: int, metrics: NotifierMetrics | None = None) -> Hub:
 
 async def settle(session: Session, timeout: float = 2.0) -> None:
     async with asyncio.timeout(timeout):
-        while session.state is not State.LIVE or not session._queue.empty():
+        while session.state is not State.LIVE:
             await asyncio.sleep(0.005)
 
 
@@ -126,9 +147,9 @@ async def run_seam(before: int, after: int, live: int, replay_pauses: list[int],
     for item in stored[:before]:
         hub.dispatch(item)
     ws = FakeWs()
-    session, _ = make_session(ws, feed, queue_size=10_000, resume_grace=5.0)
+    session, _ = make_session(ws, feed, resume_grace=5.0)
     hub.register(session)
-    await session.start()
+    session.start()
     if pipelined:
         assert session.resume(after)
 
@@ -169,7 +190,7 @@ async def test_without_resume_live_changes_start_after_ready_once_the_grace_ends
     hub, ws = hub_at(7), FakeWs()
     session, _ = make_session(ws, FakeFeed([]), resume_grace=0.1)
     hub.register(session)
-    await session.start()
+    session.start()
     for n in range(8, 12):
         hub.dispatch(change(n))
     await asyncio.sleep(0.03)
@@ -189,7 +210,7 @@ async def test_a_late_resume_replays_only_what_was_never_sent() -> None:
     feed = FakeFeed(stored)
     session, _ = make_session(ws, feed, resume_grace=0.01)
     hub.register(session)
-    await session.start()
+    session.start()
     await settle(session)
     for item in stored[10:15]:
         hub.dispatch(item)
@@ -206,26 +227,27 @@ async def test_a_late_resume_replays_only_what_was_never_sent() -> None:
 
 # Backpressure -----------------------------------------------------------------------------
 
-async def test_a_full_queue_closes_that_socket_4008_and_never_blocks_the_hub() -> None:
+async def test_a_full_buffer_closes_that_socket_4008_and_never_blocks_the_hub() -> None:
     metrics = NotifierMetrics(CollectorRegistry())
     hub, slow_ws, fast_ws = hub_at(0, metrics), FakeWs(), FakeWs()
-    slow, slow_metrics = make_session(slow_ws, FakeFeed([]), queue_size=8)
-    fast, _ = make_session(fast_ws, FakeFeed([]), queue_size=1000)
+    frame = len(Outgoing(change(1).message).for_principal(PILOT) or b"")  # type: ignore[arg-type]
+    slow, slow_metrics = make_session(slow_ws, FakeFeed([]), max_buffer_bytes=8 * frame)
+    fast, _ = make_session(fast_ws, FakeFeed([]), max_buffer_bytes=8 * frame)
     for s in (slow, fast):
         hub.register(s)
-        await s.start()
+        s.start()
         await settle(s)
-    slow_ws.stalled.set()
+    slow_ws.stalled = True
     for n in range(1, 101):
         hub.dispatch(change(n))  # synchronous: returns at once whatever the sockets do
-    await settle(fast)
     assert fast_ws.sequences() == list(range(1, 101))
     assert slow.closed
     await slow.wait_closed()
     assert slow_ws.closed_with is not None
     assert slow_ws.closed_with[0] == 4008
-    assert slow_metrics.drops.labels(reason="queue_full")._value.get() == 1
-    assert len(slow_ws.sequences()) <= 10
+    assert slow_metrics.drops.labels(reason="buffer_full")._value.get() == 1
+    assert slow_ws.buffered <= 10 * frame  # bounded: nothing more was written after the bound
+    assert metrics.messages_sent.labels(type="change")._value.get() == 100 + 9
 
 
 async def test_too_many_live_changes_while_catching_up_close_4008() -> None:
@@ -237,7 +259,7 @@ async def test_too_many_live_changes_while_catching_up_close_4008() -> None:
         hub.dispatch(item)
     session, _ = make_session(ws, feed, pending_limit=20)
     hub.register(session)
-    await session.start()
+    session.start()
     session.resume(0)
     await asyncio.sleep(0.01)
     for n in range(6, 30):
@@ -250,13 +272,21 @@ async def test_too_many_live_changes_while_catching_up_close_4008() -> None:
 
 # Per-recipient views ----------------------------------------------------------------------
 
+def unframe(frame: bytes | None) -> Any:
+    """The JSON inside one server text frame."""
+    assert frame is not None
+    ws = FakeWs()
+    ws.write(frame)
+    return ws.frames[0]
+
+
 def test_views_follow_the_policy_and_equal_views_share_their_encoding() -> None:
     other = user("pilot-b")
     message = ChangeMessage(sequence=9, entity="user", id=other.id, tenant_id="A",
                             event="UserRegistered", data=other)
     outgoing = Outgoing(message)
-    as_pilot = msgspec.json.decode(outgoing.for_principal(PILOT) or b"null")
-    as_admin = msgspec.json.decode(outgoing.for_principal(ADMIN) or b"null")
+    as_pilot = unframe(outgoing.for_principal(PILOT))
+    as_admin = unframe(outgoing.for_principal(ADMIN))
     assert as_pilot["data"]["email"] is None
     assert as_admin["data"]["email"] == "pilot-b@example.com"
     assert as_admin["type"] == "change"
@@ -267,8 +297,18 @@ def test_views_follow_the_policy_and_equal_views_share_their_encoding() -> None:
     assert outgoing.for_principal(Principal("admin-b", "TenantAdmin", "B")) is None
     own = Outgoing(ChangeMessage(sequence=1, entity="user", id="pilot-a", tenant_id="A",
                                  event="UserRegistered", data=user("pilot-a")))
-    assert msgspec.json.decode(own.for_principal(PILOT) or b"")["data"]["email"] == \
-        "pilot-a@example.com"
+    assert unframe(own.for_principal(PILOT))["data"]["email"] == "pilot-a@example.com"
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70000])
+def test_text_frames_use_the_right_length_encoding(size: int) -> None:
+    payload = b'"' + b"x" * max(0, size - 2) + b'"' if size >= 2 else b"1" * size
+    frame = text_frame(payload)
+    ws = FakeWs()
+    if size:
+        ws.write(frame)
+        assert len(msgspec.json.encode(ws.frames[0])) == size
+    assert frame.endswith(payload)
 
 
 # Origin -----------------------------------------------------------------------------------
@@ -350,7 +390,7 @@ async def test_user_change_re_authenticates_that_users_sockets_only() -> None:
     sessions = {}
     for token, principal in principals.items():
         ws = FakeWs()
-        session = Session(ws, principal, token, f"h-{token}", feed=FakeFeed([]),  # type: ignore[arg-type]
+        session = Session(ws, ws, principal, token, f"h-{token}", feed=FakeFeed([]),  # type: ignore[arg-type]
                           config=SessionConfig(), metrics=NotifierMetrics(CollectorRegistry()),
                           abort=lambda: None)
         hub.register(session)

@@ -126,14 +126,17 @@ class WebSocketEndpoint:
             self._metrics.closes.labels(code=str(CLOSE_GOING_AWAY), by="server").inc()
             await self._close(ws, CLOSE_GOING_AWAY, "server shutting down")
             return
-        session = Session(ws, principal, secret, secret_hash(secret), feed=self._feed,
-                          config=self._config.session, metrics=self._metrics,
+        transport = request.transport
+        if transport is None:  # the connection is already gone
+            return
+        session = Session(ws, transport, principal, secret, secret_hash(secret),
+                          feed=self._feed, config=self._config.session, metrics=self._metrics,
                           abort=_aborter(request))
         self._hub.register(session)
         try:
             if self._on_admitted is not None:
                 self._on_admitted(session)
-            await session.start()
+            session.start()
             await self._read_loop(ws, session)
         except (ConnectionError, RuntimeError) as exc:
             _log.debug("socket ended", error=repr(exc))

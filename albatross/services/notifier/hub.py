@@ -30,6 +30,7 @@ class Hub:
         self._last_sequence = 0
         self._live: LiveChanges | None = None
         self._task: asyncio.Task[None] | None = None
+        self._sent = metrics.messages_sent.labels(type="change")
 
     @property
     def last_sequence(self) -> int:
@@ -79,8 +80,11 @@ class Hub:
             _log.warning("undecodable change skipped", sequence=change.sequence)
             return
         outgoing = Outgoing(change.message)
+        sent = 0
         for session in list(self._sessions):
-            session.offer(outgoing)
+            sent += session.offer(outgoing)
+        if sent:
+            self._sent.inc(sent)  # once per change, not once per socket (it adds up)
 
     # Sockets ----------------------------------------------------------------------------------
 

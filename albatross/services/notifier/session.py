@@ -1,4 +1,4 @@
-"""One authenticated WebSocket: its outbound queue, its resume, its close.
+"""One authenticated WebSocket: its outbound buffer, its resume, its close.
 
 Promises:
 
@@ -9,9 +9,15 @@ Promises:
   is live (right after ``ready``, while it may still send ``resume``, and during a replay) live
   changes wait in ``pending``; a replay covers ``(after, N]``; then ``pending`` is drained and
   the socket goes live without an await in between.
-* **Bounded memory; a slow client slows nobody.** :meth:`offer` never waits: a full outbound
-  queue (or a full ``pending`` while catching up) closes the socket with 4008. The replay and
-  the drain wait for room instead, so they go at the client's pace.
+* **Bounded memory; a slow client slows nobody.** Frames are written straight to the
+  connection's transport (the outbound queue is the transport's buffer, bounded by
+  ``max_buffer_bytes``), so a fan-out costs no task switch per socket. :meth:`offer` never
+  waits: when the buffer of a socket passes the bound (its client stopped reading), or its
+  ``pending`` is full while it catches up, that socket is closed with 4008. The replay and the
+  drain of ``pending`` wait for room instead, so they go at the client's pace.
+
+Writing frames directly is safe alongside aiohttp's own writer (pings, pongs, the close
+frame): everything runs on one event loop and each write is one whole frame.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import enum
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from albatross.application.principal import Principal
 from albatross.observability import get_logger
@@ -38,11 +45,24 @@ from albatross.services.notifier.protocol import (
 
 _log = get_logger("albatross.notifier.session")
 _MAX_REASON_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
+TOO_SLOW = "too slow: resume to catch up"
+
+
+class Transport(Protocol):
+    """What a Session needs of the connection's asyncio transport."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def is_closing(self) -> bool: ...
 
 
 @dataclass(frozen=True)
 class SessionConfig:
-    queue_size: int = 256
+    # Bytes waiting in a socket's transport beyond which its client is too slow (4008);
+    # about 256 PIREP changes.
+    max_buffer_bytes: int = 256 * 1024
     # Live changes held while a socket catches up; beyond this it is too slow (4008).
     pending_limit: int = 4096
     # After ``ready`` the client may send ``resume``; live changes wait this long for it so
@@ -50,6 +70,8 @@ class SessionConfig:
     resume_grace: float = 1.0
     # How long a close waits for the client's closing handshake before the connection is cut.
     close_timeout: float = 3.0
+    # How often a replay checks whether the client made room.
+    drain_poll: float = 0.005
 
 
 class State(enum.Enum):
@@ -62,25 +84,25 @@ class State(enum.Enum):
 class Session:
     """Owns the outbound side of one socket; the handler owns the inbound side."""
 
-    def __init__(self, ws: web.WebSocketResponse, principal: Principal, secret: str,
-                 secret_hash: str, *, feed: ChangeFeed, config: SessionConfig,
+    def __init__(self, ws: web.WebSocketResponse, transport: Transport, principal: Principal,
+                 secret: str, secret_hash: str, *, feed: ChangeFeed, config: SessionConfig,
                  metrics: NotifierMetrics, abort: Callable[[], None]) -> None:
         self.principal = principal
         self.secret = secret
         self.secret_hash = secret_hash
         self._ws = ws
+        self._transport = transport
         self._feed = feed
         self._config = config
+        self._limit = config.max_buffer_bytes
         self._metrics = metrics
         self._abort = abort
-        self._queue: asyncio.Queue[bytes] = asyncio.Queue(config.queue_size)
         self._pending: deque[tuple[int, bytes]] = deque()
         self._state = State.HOLDING
         self._ready_sequence = 0
         self._cursor = 0
         self._resumed = False
         self._resume_at: asyncio.Future[int] | None = None
-        self._writer: asyncio.Task[None] | None = None
         self._control: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
 
@@ -97,16 +119,13 @@ class Session:
         self._ready_sequence = ready_sequence
         self._cursor = ready_sequence
 
-    async def start(self) -> None:
-        """Send ``ready``, then start writing and waiting for a resume."""
-        await self._ws.send_frame(
-            encode(Ready(user_id=self.principal.user_id, sequence=self._ready_sequence)),
-            WSMsgType.TEXT)
-        self._metrics.messages_sent.labels(type="ready").inc()
-        if self.closed:
+    def start(self) -> None:
+        """Send ``ready``, then wait (briefly) for a resume."""
+        if not self._send(encode(Ready(user_id=self.principal.user_id,
+                                       sequence=self._ready_sequence))):
             return
+        self._metrics.messages_sent.labels(type="ready").inc()
         self._resume_at = asyncio.get_running_loop().create_future()
-        self._writer = asyncio.create_task(self._write(), name="notifier.session.write")
         self._control = asyncio.create_task(self._hold(), name="notifier.session.hold")
 
     # Inbound requests ---------------------------------------------------------------------
@@ -129,31 +148,46 @@ class Session:
 
     # Live changes from the hub (synchronous: never waits) --------------------------------
 
-    def offer(self, outgoing: Outgoing) -> None:
+    def offer(self, outgoing: Outgoing) -> bool:
+        """Take one live change; whether a frame was written for it."""
         state = self._state
-        if state is State.CLOSED:
-            return
         if state is State.LIVE:
             if outgoing.sequence <= self._cursor:
-                return
+                return False
             self._cursor = outgoing.sequence
-            data = outgoing.for_principal(self.principal)
-            if data is None:
-                return
-            try:
-                self._queue.put_nowait(data)
-            except asyncio.QueueFull:
-                self._metrics.drops.labels(reason="queue_full").inc()
-                self.close(CLOSE_TOO_SLOW, "too slow: resume to catch up")
-            return
-        data = outgoing.for_principal(self.principal)
-        if data is None:
-            return
+            frame = outgoing.for_principal(self.principal)
+            return frame is not None and self._send(frame)
+        if state is State.CLOSED:
+            return False
+        frame = outgoing.for_principal(self.principal)
+        if frame is None:
+            return False
         if len(self._pending) >= self._config.pending_limit:
             self._metrics.drops.labels(reason="pending_full").inc()
-            self.close(CLOSE_TOO_SLOW, "too slow: resume to catch up")
-            return
-        self._pending.append((outgoing.sequence, data))
+            self.close(CLOSE_TOO_SLOW, TOO_SLOW)
+            return False
+        self._pending.append((outgoing.sequence, frame))
+        return False
+
+    def _send(self, frame: bytes) -> bool:
+        transport = self._transport
+        if self._ws.closed or transport.is_closing():
+            return False  # aiohttp is closing it: no data frame may follow a close frame
+        transport.write(frame)
+        if transport.get_write_buffer_size() > self._limit:
+            self._metrics.drops.labels(reason="buffer_full").inc()
+            self.close(CLOSE_TOO_SLOW, TOO_SLOW)
+        return True
+
+    async def _send_paced(self, frame: bytes) -> None:
+        """Write once the client has made room (replay and drain: at the client's pace)."""
+        low = self._limit // 2
+        # Polled: the transport is aiohttp's, whose pause/resume callbacks are not ours to
+        # take over. Only a catching-up socket with a full buffer polls.
+        while self._transport.get_write_buffer_size() > low:  # noqa: ASYNC110
+            await asyncio.sleep(self._config.drain_poll)
+        if self._send(frame):
+            self._metrics.messages_sent.labels(type="change").inc()
 
     # Catching up ----------------------------------------------------------------------------
 
@@ -182,11 +216,11 @@ class Session:
                     return
             self._cursor = max(self._cursor, after)
         while self._pending:
-            sequence, data = self._pending.popleft()
+            sequence, frame = self._pending.popleft()
             if sequence <= self._cursor:
                 continue
             self._cursor = sequence
-            await self._queue.put(data)
+            await self._send_paced(frame)
         # No await since the loop saw ``pending`` empty: nothing can slip in between.
         if self._state is State.CATCHING_UP:
             self._state = State.LIVE
@@ -195,26 +229,13 @@ class Session:
         changes = self._feed.replay(after, until)
         async with contextlib.aclosing(changes):
             async for change in changes:
+                if self._state is State.CLOSED:
+                    return
                 if change.message is None or change.sequence <= after:
                     continue
-                data = Outgoing(change.message).for_principal(self.principal)
-                if data is not None:
-                    await self._queue.put(data)  # at the client's pace
-
-    # Writing ----------------------------------------------------------------------------------
-
-    async def _write(self) -> None:
-        queue, ws, sent = self._queue, self._ws, self._metrics.messages_sent.labels(type="change")
-        try:
-            while True:
-                data = await queue.get()
-                await ws.send_frame(data, WSMsgType.TEXT)
-                sent.inc()
-        except (ConnectionError, RuntimeError) as exc:
-            # The peer is gone (reset, or the socket closed under us): the handler's receive
-            # loop sees the same and cleans up.
-            _log.debug("write failed", error=repr(exc))
-            self._stop_tasks(current=asyncio.current_task())
+                frame = Outgoing(change.message).for_principal(self.principal)
+                if frame is not None:
+                    await self._send_paced(frame)
 
     # Closing ----------------------------------------------------------------------------------
 
@@ -223,25 +244,24 @@ class Session:
         if self._state is State.CLOSED:
             return
         self._metrics.closes.labels(code=str(code), by="server").inc()
-        self._stop_tasks(current=asyncio.current_task())
+        self._stop(current=asyncio.current_task())
         self._closing = asyncio.create_task(self._close_ws(code, reason),
                                             name="notifier.session.close")
 
     def client_gone(self) -> None:
         """The handler saw the connection end: stop without sending anything."""
-        self._stop_tasks(current=asyncio.current_task())
+        self._stop(current=asyncio.current_task())
 
     async def wait_closed(self) -> None:
-        tasks = [t for t in (self._closing, self._writer, self._control) if t is not None]
+        tasks = [t for t in (self._closing, self._control) if t is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _stop_tasks(self, current: asyncio.Task[object] | None) -> None:
+    def _stop(self, current: asyncio.Task[object] | None) -> None:
         self._state = State.CLOSED
         self._pending.clear()
-        for task in (self._writer, self._control):
-            if task is not None and task is not current:
-                task.cancel()
+        if self._control is not None and self._control is not current:
+            self._control.cancel()
 
     async def _close_ws(self, code: int, reason: str) -> None:
         message = reason.encode()[:_MAX_REASON_BYTES]
