@@ -493,3 +493,80 @@ def test_pirep_list_renders_1000_rows_without_long_tasks(albatross_up: Server, b
     finally:
         ctx.close()
 
+
+
+def test_reconnect_resumes_after_the_last_change_seen(albatross_up: Server, browser: Any,
+                                                     screenshots_dir: Path) -> None:
+    """The real UI bundle against a WebSocket stand-in: a dropped socket (4008) reconnects,
+    authenticates again and resumes after the last change it applied; a replayed change is not
+    applied twice and the one missed while away appears."""
+    from playwright.sync_api import expect
+
+    now = datetime.now(UTC)
+    me = _user("u-me", "Tess Admin", "TenantAdmin")
+    rows = [_pirep(i, now) for i in range(3)]
+
+    def api(route: Any) -> None:
+        path = route.request.url.split("/api", 1)[1].split("?", 1)[0]
+        if path == "/pireps":
+            route.fulfill(json={"items": rows, "next_cursor": None})
+        else:
+            route.fulfill(json=me if path == "/me" else _user(path.rsplit("/", 1)[-1], "Pilot"))
+
+    sockets: list[Any] = []
+    received: list[list[dict[str, Any]]] = []
+
+    def ws(socket: Any) -> None:
+        sockets.append(socket)
+        inbox: list[dict[str, Any]] = []
+        received.append(inbox)
+
+        def on_message(message: str | bytes) -> None:
+            data = json.loads(message)
+            inbox.append(data)
+            if data.get("type") == "auth":
+                socket.send(json.dumps({"type": "ready", "user_id": "u-me", "sequence": 20}))
+        socket.on_message(on_message)
+
+    def change(sequence: int, pirep: dict[str, Any]) -> str:
+        return json.dumps({"type": "change", "sequence": sequence, "entity": "pirep",
+                           "id": pirep["id"], "tenant_id": "t1", "event": "PirepSubmitted",
+                           "data": pirep})
+
+    ctx = browser.new_context(viewport=PHONE, base_url=albatross_up.url)
+    session = {"token": "mock-token", "expiresAt": (now + timedelta(hours=1)).isoformat(),
+               "user": me}
+    stored = json.dumps(json.dumps(session))
+    ctx.add_init_script(f"sessionStorage.setItem('albatross.session', {stored});")
+    page = ctx.new_page()
+    page.route(re.compile(r".*/api/(?!ws).*"), api)
+    page.route_web_socket(re.compile(r".*/api/ws$"), ws)
+    indicator = page.get_by_test_id("connection")
+    try:
+        page.goto("/pireps")
+        expect(page.locator("li.pirep-row")).to_have_count(3)
+        expect(indicator).to_have_attribute("data-state", "live")
+        assert received[0][:2] == [{"type": "auth", "token": "mock-token"},
+                                   {"type": "resume", "after": 20}]
+        first = _pirep(-1, now + timedelta(minutes=5)) | {"id": "0190000000-8000001",
+                                                          "flight_number": "TAVA"}
+        sockets[0].send(change(21, first))
+        expect(page.locator("li.pirep-row").first).to_contain_text("TAVA")
+
+        sockets[0].close(code=4008, reason="too slow")
+        expect(indicator).to_have_attribute("data-state", "reconnecting")
+        page.screenshot(path=screenshots_dir / "live-reconnecting.png")
+        expect(indicator).to_have_attribute("data-state", "live", timeout=LIVE_TIMEOUT)
+        assert len(sockets) == 2
+        assert received[1][:2] == [{"type": "auth", "token": "mock-token"},
+                                   {"type": "resume", "after": 21}]
+        second = _pirep(-2, now + timedelta(minutes=10)) | {"id": "0190000000-8000002",
+                                                            "flight_number": "TAVB"}
+        sockets[1].send(change(21, first))  # a replay of what was already applied
+        sockets[1].send(change(22, second))  # what happened while away
+        expect(page.locator("li.pirep-row").first).to_contain_text("TAVB")
+        expect(page.locator("li.pirep-row")).to_have_count(5)
+        expect(page.locator("li.pirep-row", has_text="TAVA")).to_have_count(1)
+        page.screenshot(path=screenshots_dir / "live-resumed.png")
+    finally:
+        ctx.close()

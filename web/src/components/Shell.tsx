@@ -81,7 +81,7 @@ export function Shell({ children }: { children: ReactNode }) {
         {({ close }) => (
           <>
             <div className="mx-auto flex h-14 max-w-6xl items-center gap-3 px-3 sm:px-6">
-              <DisclosureButton className="-ml-1 inline-flex size-10 items-center justify-center rounded-md hover:bg-white/10 md:hidden" aria-label="Menu">
+              <DisclosureButton className="-ml-1 inline-flex size-10 items-center justify-center rounded-md hover:bg-white/10 md:hidden" aria-label="Navigation">
                 <svg aria-hidden="true" viewBox="0 0 24 24" className="size-6" fill="none" stroke="currentColor" strokeWidth="2">
                   <path d="M4 6h16M4 12h16M4 18h16" />
                 </svg>

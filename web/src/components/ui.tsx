@@ -184,7 +184,7 @@ export function CopyButton({ text, targetId }: { text: string; targetId?: string
 
 export function DescriptionList({ items }: { items: [ReactNode, ReactNode][] }) {
   return (
-    <dl className="grid grid-cols-1 gap-x-6 gap-y-3 sm:grid-cols-2">
+    <dl className="grid grid-cols-2 gap-x-6 gap-y-3">
       {items.map(([term, value], i) => (
         <div key={i} className="min-w-0">
           <dt className="text-xs font-medium uppercase tracking-wide text-slate-500">{term}</dt>

@@ -183,8 +183,22 @@ export default function PirepDetail({ params }: { params: Record<string, string>
           <Alert kind={pirep.status === "rejected" ? "info" : "success"}>{flash}</Alert>
         </div>
       )}
-      <div className="grid gap-6 lg:grid-cols-3">
-        <div className="space-y-6 lg:col-span-2">
+      {/* Phones: review first, then the flight, then history. Desktop: flight on the left,
+          review and history on the right. */}
+      <div className="grid gap-6 lg:grid-cols-3 lg:grid-rows-[auto_1fr] lg:items-start">
+        {canReview && (
+          <div className="lg:col-start-3 lg:row-start-1">
+            <ReviewPanel
+              pirep={pirep}
+              onConflict={reload}
+              onReviewed={(p) => {
+                setData(p);
+                setFlash(`You ${p.status} this PIREP.`);
+              }}
+            />
+          </div>
+        )}
+        <div className="space-y-6 lg:col-span-2 lg:col-start-1 lg:row-span-2 lg:row-start-1">
           <Card title="Flight">
             <DescriptionList
               items={[
@@ -217,17 +231,7 @@ export default function PirepDetail({ params }: { params: Record<string, string>
             </Card>
           )}
         </div>
-        <div className="space-y-6">
-          {canReview && (
-            <ReviewPanel
-              pirep={pirep}
-              onConflict={reload}
-              onReviewed={(p) => {
-                setData(p);
-                setFlash(`You ${p.status} this PIREP.`);
-              }}
-            />
-          )}
+        <div className={canReview ? "lg:col-start-3 lg:row-start-2" : "lg:col-start-3 lg:row-start-1"}>
           <Card title="History">
             <History id={pirep.id} version={pirep.version} />
           </Card>
