@@ -454,6 +454,9 @@ async def test_a_standby_takes_over_within_five_seconds(fresh_nats: NatsServer, 
         took = time.monotonic() - killed_at
         assert took < 5.0, f"takeover took {took:.1f} s"
         assert await standby.metric("albatross_projector_leader") == 1.0
+        status, body = await http_get(standby.port, "/readyz")
+        assert status == 200, body
+        assert b'"nats": "ok"' in body or b'"nats":"ok"' in body
         assert standby.terminate() == 0
     finally:
         first.kill()
