@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 WEB_DIST = REPO / "web" / "dist"
-CHROMIUM = os.environ.get("ALBATROSS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("ALBATROSS_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
