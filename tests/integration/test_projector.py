@@ -503,3 +503,23 @@ async def test_migrations_apply_once_even_when_two_processes_race(dsn: str) -> N
     assert sorted([first, second], key=len) == [[], ["0001_read_model"]]
     assert await apply_migrations(dsn) == []
     assert await checkpoint_of(dsn) == 0
+
+
+async def test_rebuild_command_swaps_and_reports_progress_as_log_lines(
+        fresh_nats: NatsServer, nc: NATS, dsn: str) -> None:
+    load = load_for(nc)
+    async with projector_in_process(fresh_nats.url, dsn):
+        await load.run(workers=2, events_each=100)
+        await wait_checkpoint(dsn, load.last_public, 20)
+        before = await table_rows(dsn, "read_model")
+        env = {**os.environ, "ALBATROSS_NATS_URL": fresh_nats.url,
+               "ALBATROSS_DATABASE_URL": dsn}
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "albatross.services.projector.rebuild", "--batch", "50",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, output.decode()
+    text = output.decode()
+    assert '"rebuild finished"' in text
+    assert "\r[" not in text  # not a terminal: no progress bar
+    assert await table_rows(dsn, "read_model") == before
