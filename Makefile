@@ -34,9 +34,12 @@ typecheck: install
 pytest: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Browser tests run in a pytest process of their own: Playwright's sync API drives its own
+# event loop, which must not share a process with the asyncio tests.
 test: lint typecheck web
 	$(BIN)/albatross schemas --check
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --ignore=tests/e2e $(PYTEST_ARGS)
+	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 
 schemas: install
 	$(BIN)/albatross schemas
