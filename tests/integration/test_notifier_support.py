@@ -110,8 +110,7 @@ async def notifier(conn: Nats, authenticator: Authenticator,
     deps = NotifierDeps(
         authenticator=authenticator,
         feed=JetStreamChangeFeed(conn.js, TOPOLOGY.changes_stream),
-        signals=JetStreamRevocationSignals(conn.js, events_stream=TOPOLOGY.events_stream,
-                                           sessions_bucket=TOPOLOGY.sessions_bucket),
+        signals=JetStreamRevocationSignals(conn.nc, sessions_bucket=TOPOLOGY.sessions_bucket),
         registry=registry, config=config or notifier_config())
     app = create_notifier_app(deps)
     server = TestServer(app)

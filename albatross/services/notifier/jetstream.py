@@ -5,8 +5,7 @@
   that ends at a given sequence. A change's ``sequence`` is its stream sequence (contract:
   change sequences number the changes stream), whatever the stored payload says.
 * :class:`JetStreamRevocationSignals`: deletes in the sessions bucket (logout) and public
-  events of user aggregates (``ApiKeyRevoked``, ``PasswordChanged``, ...), both read as
-  headers only through ordered consumers that start at new messages. Nothing under
+  events of user aggregates (``ApiKeyRevoked``, ``PasswordChanged``, ...). Nothing under
   ``albatross.secrets.>`` is read.
 """
 
@@ -17,7 +16,9 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import msgspec
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -132,14 +133,21 @@ class JetStreamChangeFeed:
 
 
 class JetStreamRevocationSignals:
-    """Implements :class:`albatross.services.notifier.ports.RevocationSignals`."""
+    """Implements :class:`albatross.services.notifier.ports.RevocationSignals`.
 
-    def __init__(self, js: JetStreamContext, *, events_stream: str,
-                 sessions_bucket: str) -> None:
-        self._js = js
-        self._events_stream = events_stream
+    Sessions: an ordered consumer of the sessions bucket (new messages, headers only); a
+    delete, purge or server marker is a removed session. Users: a core subscription to
+    ``albatross.events.*.user.*`` (the NATS user of the notifier may not create an unnamed
+    consumer on the event stream, since its filter could name credentials). A core
+    subscriber sees a message when it is published, which for an atomic batch is before the
+    batch commits (or is refused): the watcher re-checks a few times (see ``recheck_delays``).
+    """
+
+    def __init__(self, nc: NATS, *, sessions_bucket: str) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
         self._sessions_bucket = sessions_bucket
-        self._subs: list[JetStreamContext.PushSubscription] = []
+        self._subs: list[Subscription] = []
 
     async def start(self, on_session_removed: SessionRemoved,
                     on_user_changed: UserChanged) -> None:
@@ -155,14 +163,15 @@ class JetStreamRevocationSignals:
             if len(parts) == 5:
                 await on_user_changed(parts[4])
 
-        self._subs.append(await self._js.subscribe(
-            f"{prefix}>", stream=f"KV_{self._sessions_bucket}", cb=session_msg,
-            ordered_consumer=True, headers_only=True, idle_heartbeat=_HEARTBEAT,
-            deliver_policy=DeliverPolicy.NEW))
-        self._subs.append(await self._js.subscribe(
-            f"{EVENTS}.*.user.*", stream=self._events_stream, cb=user_msg,
-            ordered_consumer=True, headers_only=True, idle_heartbeat=_HEARTBEAT,
-            deliver_policy=DeliverPolicy.NEW))
+        try:
+            self._subs.append(await self._nc.subscribe(f"{EVENTS}.*.user.*", cb=user_msg))
+            self._subs.append(await self._js.subscribe(
+                f"{prefix}>", stream=f"KV_{self._sessions_bucket}", cb=session_msg,
+                ordered_consumer=True, headers_only=True, idle_heartbeat=_HEARTBEAT,
+                deliver_policy=DeliverPolicy.NEW))
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         subs, self._subs = self._subs, []

@@ -28,6 +28,7 @@ from albatross.services.notifier.handler import SocketConfig
 from albatross.services.notifier.jetstream import JetStreamChangeFeed, JetStreamRevocationSignals
 
 NAME = "albatross-notifier"
+INBOX_PREFIX = "_INBOX_notifier"
 # Handlers get this long after the sockets were told 1001 (their closes are bounded anyway).
 SHUTDOWN_TIMEOUT = 2.0
 
@@ -56,7 +57,10 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
     nc = await connect_dependency(
         f"NATS at {settings.nats_url}",
         nats.connect(settings.nats_url.split(","), connect_timeout=5, name=NAME,
-                     max_reconnect_attempts=-1, reconnected_cb=reconnected), timeout=15)
+                     max_reconnect_attempts=-1, reconnected_cb=reconnected,
+                     # The notifier's NATS user may read replies on its own inboxes only
+                     # (deploy/nats/auth.conf): others' replies can carry credentials.
+                     inbox_prefix=INBOX_PREFIX), timeout=15)
     try:
         topology = topology_of(settings)
         js = nc.jetstream()
@@ -78,8 +82,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
         deps = NotifierDeps(
             authenticator=auth.authenticator,
             feed=JetStreamChangeFeed(js, topology.changes_stream),
-            signals=JetStreamRevocationSignals(js, events_stream=topology.events_stream,
-                                               sessions_bucket=topology.sessions_bucket),
+            signals=JetStreamRevocationSignals(nc, sessions_bucket=topology.sessions_bucket),
             registry=registry, ops=ops, config=notifier_config(settings))
         app = create_app(deps)
         app_ref.append(app)

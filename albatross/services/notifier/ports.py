@@ -66,7 +66,11 @@ SessionRemoved = Callable[[str], Awaitable[None]]
 """Called with the key (the token's hash) of a session deleted from the sessions bucket."""
 
 UserChanged = Callable[[str], Awaitable[None]]
-"""Called with the id of a user whose aggregate got a new public event."""
+"""Called with the id of a user whose aggregate got a new public event.
+
+It may come before the event is committed to the store (a core NATS subscriber sees the
+messages of an atomic batch as they are published), or for an append that is then refused.
+"""
 
 
 class RevocationSignals(Protocol):

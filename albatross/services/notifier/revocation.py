@@ -5,7 +5,8 @@ receives:
 
 * a session deleted from the sessions bucket (logout): its sockets close at once;
 * any public event on a user's aggregate (``ApiKeyRevoked``, ``PasswordChanged``, ...): that
-  user's sockets are re-authenticated, bypassing the authenticator's cache. A password change
+  user's sockets are re-authenticated, bypassing the authenticator's cache, at once and again
+  0.1, 0.3 and 0.7 s later (the signal may precede the event's commit). A password change
   revokes the user's other sessions (not the one that changed it, nor API keys), and asking
   the authenticator is the only way to get exactly that right without reading credentials.
 
@@ -48,6 +49,7 @@ class RevocationWatcher:
     def __init__(self, hub: Hub, authenticator: Authenticator, signals: RevocationSignals,
                  metrics: NotifierMetrics, *, interval: float = 30.0, concurrency: int = 8,
                  recent_window: float = 5.0,
+                 recheck_delays: tuple[float, ...] = (0.0, 0.1, 0.3, 0.7),
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._hub = hub
         self._auth = authenticator
@@ -59,6 +61,8 @@ class RevocationWatcher:
         self._monotonic = monotonic
         self._recent_users: dict[str, float] = {}
         self._recent_secrets: dict[str, float] = {}
+        self._recheck_delays = recheck_delays
+        self._user_checks: dict[str, asyncio.Task[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._periodic: asyncio.Task[None] | None = None
 
@@ -86,10 +90,30 @@ class RevocationWatcher:
     async def user_changed(self, user_id: str) -> None:
         self._metrics.revocations.labels(signal="user_changed").inc()
         self._remember(self._recent_users, user_id)
-        sessions = self._hub.sessions_of_user(user_id)
-        if sessions:
-            self._auth.forget(user_id=user_id)
-            self._spawn(self.revalidate(sessions))
+        if not self._hub.sessions_of_user(user_id):
+            return
+        previous = self._user_checks.pop(user_id, None)
+        if previous is not None:
+            previous.cancel()  # the new schedule covers it
+        self._user_checks[user_id] = self._spawn(self._recheck_user(user_id))
+
+    async def _recheck_user(self, user_id: str) -> None:
+        # The signal may precede the commit of the event that caused it (an atomic batch is
+        # visible to subscribers as it is published): check now, then a few times more
+        # within the one-second promise. Typical commits take milliseconds.
+        try:
+            waited = 0.0
+            for delay in self._recheck_delays:
+                await asyncio.sleep(max(0.0, delay - waited))
+                waited = delay
+                sessions = self._hub.sessions_of_user(user_id)
+                if not sessions:
+                    return
+                self._auth.forget(user_id=user_id)
+                await self.revalidate(sessions)
+        finally:
+            if self._user_checks.get(user_id) is asyncio.current_task():
+                del self._user_checks[user_id]
 
     def admitted(self, session: Session) -> None:
         """Called for each new socket: re-check it if a signal about it just came in."""
@@ -153,8 +177,9 @@ class RevocationWatcher:
             for key in [k for k, at in recent.items() if at < horizon]:
                 del recent[key]
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
