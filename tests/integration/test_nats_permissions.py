@@ -477,14 +477,8 @@ async def test_notifier_revocation_signals_run_under_the_notifier_user(connect: 
     from albatross.services.notifier.jetstream import JetStreamRevocationSignals
 
     notifier, gateway = await connect("notifier"), await connect("gateway")
-    factory: Any = JetStreamRevocationSignals
-    try:
-        signals = factory(notifier.nc, sessions_bucket=Topology().sessions_bucket)
-    except TypeError:
-        # The earlier notifier read user events through an unnamed ordered consumer on
-        # ALBATROSS_EVENTS, which this user may not create. Drop this branch once the core
-        # subscription version has landed.
-        pytest.xfail("notifier revocation signals still use an unnamed ordered consumer")
+    signals = JetStreamRevocationSignals(notifier.nc,
+                                         sessions_bucket=Topology().sessions_bucket)
     changed: list[str] = []
 
     async def on_user_changed(user_id: str) -> None:
