@@ -1,11 +1,35 @@
-import { memo } from "react";
+import { memo, startTransition, useEffect, useState } from "react";
 import { formatDateTime, formatMinutes } from "../lib/format";
 import { Link } from "../lib/router";
 import type { Pirep } from "../lib/types";
 import { StatusBadge, UserName } from "./ui";
 
 /** PIREPs as a responsive list: a grid row on wide screens, a compact card on phones. */
+const FIRST_ROWS = 100;
+const ROWS_PER_STEP = 150;
+
+/**
+ * How many of `count` rows to render now: a long list appears in steps of a few hundred rows
+ * (one task each) instead of one long task, so the page stays responsive while 1,000 rows come
+ * in. Once everything was shown, later growth (a live insert, the next page) renders at once.
+ */
+export function useProgressiveRows(count: number): number {
+  const [limit, setLimit] = useState(FIRST_ROWS);
+  useEffect(() => {
+    if (count === 0 && limit !== FIRST_ROWS) setLimit(FIRST_ROWS);
+    if (limit >= count) {
+      if (count > 0 && limit !== Infinity) setLimit(Infinity);
+      return;
+    }
+    const t = setTimeout(() => startTransition(() => setLimit((l) => l + ROWS_PER_STEP)), 0);
+    return () => clearTimeout(t);
+  }, [count, limit]);
+  return Math.min(limit, count);
+}
+
 export function PirepRows({ items, showPilot = true, label = "PIREPs" }: { items: Pirep[]; showPilot?: boolean; label?: string }) {
+  const shown = useProgressiveRows(items.length);
+  const rows = shown < items.length ? items.slice(0, shown) : items;
   return (
     <div className="@container overflow-hidden rounded-lg bg-white shadow-sm ring-1 ring-slate-200">
       <div aria-hidden="true" className={`hidden ${COLS} gap-3 border-b border-slate-200 bg-slate-50 px-4 py-2 text-xs font-semibold uppercase tracking-wide text-slate-500 @xl:grid`}>
@@ -17,7 +41,7 @@ export function PirepRows({ items, showPilot = true, label = "PIREPs" }: { items
         <span>Status</span>
       </div>
       <ul aria-label={label} className="divide-y divide-slate-100" data-testid="pirep-list">
-        {items.map((p) => (
+        {rows.map((p) => (
           <PirepRow key={p.id} pirep={p} showPilot={showPilot} />
         ))}
       </ul>
