@@ -144,7 +144,9 @@ class RawClient(asyncio.Protocol):
             elif opcode == 9 and self.transport is not None:
                 self.transport.write(masked_frame(10, payload[:125]))
             elif opcode == 8:
-                self._book.failed("closed by server")
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                reason = payload[2:].decode(errors="replace")
+                self._book.failed(f"closed by server: {code} {reason}")
         del buffer[:offset]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -204,11 +206,9 @@ async def run_clients(spec: dict[str, Any]) -> None:
             transports.append(transport)
 
     await asyncio.gather(*(open_one(i) for i in range(count)))
-    try:
+    with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(120):
-            await book.all_ready.wait()
-    except TimeoutError:
-        raise RuntimeError(f"only {book.ready} of {count} sockets ready: {book.errors}") from None
+            await book.all_ready.wait()  # if some never get ready, the summary says so
     print("READY", flush=True)
     try:
         async with asyncio.timeout(spec["timeout"]):
@@ -221,7 +221,8 @@ async def run_clients(spec: dict[str, Any]) -> None:
     in_order = (all(g == sorted(set(g)) for g in book.got) if spec["check_sequences"]
                 else None)
     print(json.dumps({"latency": common.latency_ms(book.latencies), "received": received,
-                      "expected": count * changes, "sockets_complete": book.complete,
+                      "expected": count * changes, "sockets_ready": book.ready,
+                      "sockets_complete": book.complete,
                       "in_order_no_duplicates": in_order, "errors": book.errors}), flush=True)
 
 
@@ -357,7 +358,7 @@ async def end_to_end(base: str, api_key: str, config: Config) -> dict[str, Any]:
 
     sent: dict[str, float] = {}
     latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    statuses: dict[str, int] = {}
     total = int(config.e2e_rate * config.e2e_seconds)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         ws = await http.ws_connect(f"{base.replace('http', 'ws', 1)}/api/ws")
@@ -383,10 +384,15 @@ async def end_to_end(base: str, api_key: str, config: Config) -> dict[str, Any]:
                     "block_on_at": "2026-01-01T11:10:00Z", "flight_time_minutes": 60,
                     "remarks": marker}
             sent[marker] = time.monotonic()
-            async with http.post(f"{base}/api/pireps", json=body,
-                                 headers={"X-API-Key": api_key}) as response:
-                statuses[response.status] = statuses.get(response.status, 0) + 1
-                await response.read()
+            try:
+                async with http.post(f"{base}/api/pireps", json=body,
+                                     headers={"X-API-Key": api_key}) as response:
+                    outcome = str(response.status)
+                    await response.read()
+            except (aiohttp.ClientError, OSError) as exc:
+                outcome = type(exc).__name__
+                sent.pop(marker, None)
+            statuses[outcome] = statuses.get(outcome, 0) + 1
 
         listener = asyncio.create_task(listen())
         posts = []
@@ -427,6 +433,7 @@ async def orchestrate(config: Config) -> None:
                                           "gap_s": config.gap},
                                "machine": common.machine()}
     baselines: dict[str, Any] = {}
+    completed = False
     try:
         nats_server = NatsServer(work / "nats", sync_always=False)
         await nats_server.start()
@@ -496,8 +503,10 @@ async def orchestrate(config: Config) -> None:
                     ("albatross.services.gateway.main",
                      {"ALBATROSS_HTTP_PORT": str(gateway_port),
                       "ALBATROSS_NOTIFIER_PORT": str(notifier_port)})):
-                children.append(await child(sys.executable, "-m", module,
-                                            env={**env, **extra}))
+                log = work / f"{module.rsplit('.', 2)[1]}.log"
+                with log.open("wb") as sink:  # kept for the post-mortem if the run fails
+                    children.append(await child(sys.executable, "-m", module,
+                                                env={**env, **extra}, stderr=sink.fileno()))
             base = f"http://127.0.0.1:{gateway_port}"
             await wait_http(f"{base}/readyz")
             await wait_http(f"http://127.0.0.1:{projector_port}/readyz")
@@ -507,7 +516,12 @@ async def orchestrate(config: Config) -> None:
             common.progress(f"end to end: p50 {results['end_to_end']['latency']['p50_ms']} ms, "
                             f"p99 {results['end_to_end']['latency']['p99_ms']} ms")
         await nc.close()
+        completed = True
     finally:
+        if not completed:
+            for log in sorted(work.glob("*.log")):
+                tail = log.read_text(errors="replace").splitlines()[-15:]
+                common.progress(f"{log.name} (last lines):\n" + "\n".join(tail))
         for process in reversed(children):
             if process.returncode is None:
                 process.terminate()
