@@ -38,7 +38,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from albatross.adapters.codec import EventCodec
 from albatross.adapters.jetstream.credentials import JetStreamClaimLookup
 from albatross.adapters.jetstream.event_store import JetStreamEventStore
-from albatross.adapters.jetstream.topology import Topology, ensure_stream, ensure_topology
+from albatross.adapters.jetstream.topology import Topology, ensure_topology, wait_for_streams
 from albatross.domain.aggregates import default_registry
 from albatross.domain.users import PasswordHashSet, UserRegistered
 from albatross.infra.nats_server import NatsServer
@@ -455,10 +455,6 @@ async def test_notifier_change_feed_runs_under_the_notifier_user(connect: Any) -
     assert await notifier.violations() == []
 
 
-@pytest.mark.xfail(strict=True, raises=NATS_REFUSAL, reason=(
-    "the projector creates its durable with durable_name only, i.e. the legacy "
-    "$JS.API.CONSUMER.DURABLE.CREATE whose filter is in the body (so it could name "
-    "albatross.secrets.>) and is refused; set ConsumerConfig(name=DURABLE) as well"))
 async def test_projector_event_consumer_runs_under_the_projector_user(connect: Any) -> None:
     from albatross.services.projector.consumer import EventConsumer
 
@@ -512,12 +508,10 @@ async def test_notifier_claim_lookup_runs_under_the_notifier_user(connect: Any) 
     await lookup.holder(Claim(kind="email", value="nobody@example.com"))
 
 
-@pytest.mark.xfail(strict=True, raises=NATS_REFUSAL, reason=(
-    "the projector ensures its two streams at start (albatross/services/projector/main.py): "
-    "an existing stream is updated, and only bootstrap may create or update streams"))
 async def test_projector_start_up_stream_check_runs_under_the_projector_user(
         connect: Any) -> None:
     projector = await connect("projector")
     topology = Topology()
-    for config in (topology.events_config(), topology.changes_config()):
-        await ensure_stream(projector.nc.jetstream(timeout=REFUSED_WAIT), config)
+    await wait_for_streams(projector.nc.jetstream(timeout=REFUSED_WAIT),
+                           [topology.events_stream, topology.changes_stream], timeout=5)
+    assert await projector.violations() == []

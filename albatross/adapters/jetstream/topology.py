@@ -6,6 +6,7 @@ leaves one correct topology.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -151,3 +152,23 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
 async def ensure_topology(js: JetStreamContext, topology: Topology) -> None:
     for config in topology.all_streams():
         await ensure_stream(js, config)
+
+
+async def wait_for_streams(js: JetStreamContext, names: list[str], *, timeout: float,
+                           interval: float = 0.5) -> None:
+    """Wait until bootstrap has created ``names``; services never create or update streams.
+
+    Only bootstrap holds the rights to change the topology (deploy/nats/auth.conf), so a
+    service started before it waits here rather than making streams with its own settings.
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    for name in names:
+        while True:
+            try:
+                await js.stream_info(name)
+                break
+            except NotFoundError:
+                if loop.time() >= give_up:
+                    raise TimeoutError(f"stream {name} does not exist: run bootstrap") from None
+                await asyncio.sleep(interval)

@@ -30,6 +30,8 @@ from albatross.adapters.postgres.applier import Incoming, Poison
 from albatross.ports import RecordedEvent
 
 DURABLE = "albatross-projector"
+# Replies come to this prefix only: the projector's NATS user may not read other inboxes.
+INBOX_PREFIX = "_INBOX_projector"
 ACK_WAIT_SECONDS = 30.0
 
 
@@ -148,6 +150,9 @@ class EventConsumer:
 
     def _config(self, start: int | None = None) -> ConsumerConfig:
         return ConsumerConfig(
+            # Created by name (CONSUMER.CREATE.<stream>.<name>.<filter>): NATS permissions can
+            # then pin the filter, which the legacy durable-create request hides in its body.
+            name=self._durable,
             durable_name=self._durable,
             deliver_policy=(DeliverPolicy.ALL if start is None
                             else DeliverPolicy.BY_START_SEQUENCE),

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from albatross.adapters.codec import EventCodec
-from albatross.adapters.jetstream.topology import Topology, ensure_stream
+from albatross.adapters.jetstream.topology import Topology, wait_for_streams
 from albatross.adapters.postgres.migrations import apply_migrations
 from albatross.adapters.postgres.pool import Pool, create_pool
 from albatross.config import ConfigError, Settings
@@ -22,6 +22,7 @@ from albatross.domain.aggregates import default_registry
 from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import OpsEndpoints, ReadinessCheck, serve_ops
+from albatross.services.projector.consumer import INBOX_PREFIX
 from albatross.services.projector.metrics import ProjectorMetrics
 from albatross.services.projector.runner import Projector
 
@@ -50,16 +51,17 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
     nc = await connect_dependency(
         f"NATS at {settings.nats_url}",
         nats.connect(settings.nats_url.split(","), connect_timeout=5,
-                     max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=NAME),
+                     max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=NAME,
+                     inbox_prefix=INBOX_PREFIX),
         timeout=15)
     pool: Pool | None = None
     runner = None
     try:
         topology = Topology(replicas=settings.stream_replicas)
-        # Idempotent, like bootstrap: a projector started alone still finds the two streams it
-        # uses. Only those: the buckets' settings (session TTL...) are other services' to set.
-        for config in (topology.events_config(), topology.changes_config()):
-            await ensure_stream(nc.jetstream(), config)
+        await connect_dependency(
+            "the JetStream streams (bootstrap creates them)",
+            wait_for_streams(nc.jetstream(), [topology.events_stream, topology.changes_stream],
+                             timeout=60), timeout=61)
         applied = await connect_dependency("PostgreSQL", apply_migrations(dsn), timeout=60)
         pool = await create_pool(dsn, min_size=1, max_size=2,
                                  application_name="albatross-projector-ops")

@@ -47,7 +47,7 @@ from albatross.config import ConfigError, Settings
 from albatross.domain.aggregates import default_registry
 from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run
 from albatross.observability import configure_logging, get_logger
-from albatross.services.projector.consumer import Puller, decode_message
+from albatross.services.projector.consumer import INBOX_PREFIX, Puller, decode_message
 
 SHADOW_SCHEMA = "read_model_rebuild"
 RETIRED_SCHEMA = "read_model_retired"
@@ -273,7 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         nc = await connect_dependency(
             f"NATS at {settings.nats_url}",
             nats.connect(settings.nats_url.split(","), connect_timeout=5,
-                         max_reconnect_attempts=-1), timeout=15)
+                         max_reconnect_attempts=-1, inbox_prefix=INBOX_PREFIX), timeout=15)
         report = ProgressReport(sys.stdout, tty=sys.stdout.isatty())
         try:
             work = asyncio.ensure_future(rebuild(
