@@ -38,6 +38,7 @@ pytest: install
 # event loop, which must not share a process with the asyncio tests.
 test: lint typecheck web
 	$(BIN)/albatross schemas --check
+	$(MAKE) -C web test
 	$(BIN)/pytest --ignore=tests/e2e $(PYTEST_ARGS)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
 

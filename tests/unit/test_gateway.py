@@ -478,7 +478,11 @@ async def test_the_web_ui_is_served_with_a_spa_fallback(tmp_path: Path) -> None:
                 response = await client.get(path)
                 assert response.status == 200
                 assert await response.text() == "<html>albatross ui</html>"
-            assert await (await client.get("/assets/app.js")).text() == "console.log('hi')"
+                assert response.headers["Cache-Control"] == "no-cache"
+            asset = await client.get("/assets/app.js")
+            assert await asset.text() == "console.log('hi')"
+            # Hashed asset names change with their content: cache them for a year.
+            assert asset.headers["Cache-Control"] == "public, max-age=31536000, immutable"
             missing = await client.get("/api/nowhere")
             assert missing.status == 404
             assert missing.content_type == "application/problem+json"

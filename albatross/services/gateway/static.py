@@ -15,6 +15,10 @@ from albatross.services.gateway.problems import problem_response
 
 StaticHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+# Vite names everything under assets/ by its content hash: a changed file gets a new name.
+IMMUTABLE = {"Cache-Control": "public, max-age=31536000, immutable"}
+REVALIDATE = {"Cache-Control": "no-cache"}
+
 
 def spa_handler(root: Path) -> StaticHandler:
     base = root.resolve()
@@ -27,9 +31,10 @@ def spa_handler(root: Path) -> StaticHandler:
         candidate = (base / tail).resolve()
         # resolve() + is_relative_to: no "../" or symlink escapes from the UI folder.
         if tail and candidate.is_relative_to(base) and candidate.is_file():
-            return web.FileResponse(candidate)
+            hashed = tail.startswith("assets/")
+            return web.FileResponse(candidate, headers=IMMUTABLE if hashed else REVALIDATE)
         if index.is_file():
-            return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+            return web.FileResponse(index, headers=REVALIDATE)
         return problem_response("not_found", "no such resource")
 
     return serve
