@@ -1,0 +1,285 @@
+"""Helpers shared by the benchmarks in ``bench/``.
+
+Every benchmark prints exactly one JSON line on stdout::
+
+    {"bench": <name>, "results": {...}, "baselines": {...}, "targets": [...]}
+
+where each target is ``{"name", "value", "op", "target", "met"}``. Human progress goes to
+stderr (:func:`progress`), so ``python bench/x.py | jq`` keeps working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import platform
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+Op = Literal[">=", "<="]
+T = TypeVar("T")
+
+_STARTED = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    """A line for the human watching (stderr), stamped with the seconds since start."""
+    print(f"[{time.perf_counter() - _STARTED:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def elapsed() -> float:
+    """Seconds since this module was imported (roughly: since the benchmark started)."""
+    return time.perf_counter() - _STARTED
+
+
+# Statistics ---------------------------------------------------------------------------------
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) with linear interpolation between closest ranks."""
+    if not samples:
+        return math.nan
+    ordered = sorted(samples)
+    if len(ordered) == 1:
+        return ordered[0]
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_ms(samples_s: Sequence[float]) -> dict[str, float | int]:
+    """p50/p90/p99/max of latencies given in seconds, reported in milliseconds."""
+    return {
+        "n": len(samples_s),
+        "p50_ms": _round(percentile(samples_s, 50) * 1000),
+        "p90_ms": _round(percentile(samples_s, 90) * 1000),
+        "p99_ms": _round(percentile(samples_s, 99) * 1000),
+        "max_ms": _round(max(samples_s) * 1000) if samples_s else math.nan,
+    }
+
+
+def _round(value: float, digits: int = 4) -> float:
+    if math.isnan(value) or math.isinf(value):
+        return value
+    return float(f"{value:.{digits}g}")
+
+
+@dataclass
+class RateSample:
+    """Operations completed by ``writers`` concurrent workers in ``seconds`` of wall time."""
+
+    writers: int
+    ops: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+    latencies: list[float] = field(default_factory=list, repr=False)
+    # Exception type name -> count, and one message of each, to say what went wrong.
+    error_kinds: dict[str, int] = field(default_factory=dict)
+    error_examples: dict[str, str] = field(default_factory=dict)
+
+    def failed(self, exc: BaseException) -> None:
+        name = type(exc).__name__
+        self.errors += 1
+        self.error_kinds[name] = self.error_kinds.get(name, 0) + 1
+        self.error_examples.setdefault(name, str(exc)[:300])
+
+    @property
+    def per_s(self) -> float:
+        return self.ops / self.seconds if self.seconds > 0 else 0.0
+
+    def merge(self, other: RateSample) -> RateSample:
+        """Two runs of the same measurement (for example two interleaved rounds) as one."""
+        kinds = dict(self.error_kinds)
+        for name, count in other.error_kinds.items():
+            kinds[name] = kinds.get(name, 0) + count
+        return RateSample(self.writers, self.ops + other.ops, self.seconds + other.seconds,
+                          self.errors + other.errors, [*self.latencies, *other.latencies],
+                          kinds, {**other.error_examples, **self.error_examples})
+
+    def summary(self) -> dict[str, Any]:
+        lat = latency_ms(self.latencies)
+        out: dict[str, Any] = {
+            "writers": self.writers, "ops": self.ops, "seconds": _round(self.seconds),
+            "per_s": _round(self.per_s), "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"],
+            "errors": self.errors}
+        if self.errors:
+            out["error_kinds"] = self.error_kinds
+            out["error_examples"] = self.error_examples
+        return out
+
+
+async def async_rate(writers: int, duration: float,
+                     operation: Callable[[int, int], Awaitable[object]]) -> RateSample:
+    """Run ``operation(writer, i)`` in a loop on ``writers`` concurrent tasks for ``duration``.
+
+    Each worker starts its next operation only when the previous one has completed, so the
+    concurrency is exactly ``writers``. Exceptions count as errors and are not retried.
+    """
+    sample = RateSample(writers)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + duration
+
+    async def worker(writer: int) -> None:
+        i = 0
+        clock = time.perf_counter
+        while loop.time() < deadline:
+            began = clock()
+            try:
+                await operation(writer, i)
+            except Exception as exc:  # counted as an error, the run goes on
+                sample.failed(exc)
+            else:
+                sample.ops += 1
+                sample.latencies.append(clock() - began)
+            i += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(writers)))
+    sample.seconds = time.perf_counter() - began
+    return sample
+
+
+def threaded_rate(writers: int, duration: float,
+                  operation: Callable[[int, int], object]) -> RateSample:
+    """:func:`async_rate` for blocking code: ``writers`` threads, each in its own loop."""
+    sample = RateSample(writers)
+    lock = threading.Lock()
+    start = threading.Barrier(writers + 1)
+    deadline = 0.0
+
+    def worker(writer: int) -> None:
+        start.wait()
+        ops = 0
+        failures: list[BaseException] = []
+        latencies: list[float] = []
+        i = 0
+        while time.perf_counter() < deadline:
+            began = time.perf_counter()
+            try:
+                operation(writer, i)
+            except Exception as exc:  # counted as an error, the run goes on
+                failures.append(exc)
+            else:
+                ops += 1
+                latencies.append(time.perf_counter() - began)
+            i += 1
+        with lock:
+            sample.ops += ops
+            for failure in failures:
+                sample.failed(failure)
+            sample.latencies.extend(latencies)
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        futures = [pool.submit(worker, w) for w in range(writers)]
+        deadline = time.perf_counter() + duration
+        began = time.perf_counter()
+        start.wait()
+        for future in futures:
+            future.result()
+        sample.seconds = time.perf_counter() - began
+    return sample
+
+
+async def async_latencies(operation: Callable[[int], Awaitable[object]],
+                          count: int) -> list[float]:
+    """Seconds taken by ``operation(i)`` for ``i`` in ``range(count)``, one at a time."""
+    out = []
+    clock = time.perf_counter
+    for i in range(count):
+        began = clock()
+        await operation(i)
+        out.append(clock() - began)
+    return out
+
+
+def latencies(operation: Callable[[int], object], count: int) -> list[float]:
+    """:func:`async_latencies` for blocking code."""
+    out = []
+    clock = time.perf_counter
+    for i in range(count):
+        began = clock()
+        operation(i)
+        out.append(clock() - began)
+    return out
+
+
+# Targets and output -------------------------------------------------------------------------
+
+def target(name: str, value: float, op: Op, goal: float) -> dict[str, Any]:
+    """One target record; ``met`` is false when the value is missing (NaN)."""
+    met = not math.isnan(value) and (value >= goal if op == ">=" else value <= goal)
+    return {"name": name, "value": _round(value), "op": op, "target": _round(goal), "met": met}
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def emit(bench: str, results: dict[str, Any], baselines: dict[str, Any],
+         targets: list[dict[str, Any]]) -> None:
+    """Print the benchmark's one JSON line on stdout."""
+    line = {"bench": bench, "results": results, "baselines": baselines, "targets": targets}
+    text = json.dumps(_strict(line), separators=(",", ":"), allow_nan=False, default=str)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _strict(value: object) -> object:
+    """JSON has no NaN/Infinity: a missing measurement becomes null."""
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
+
+
+# Environment --------------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 0
+    return {"cpus": cpus, "cpu_model": _cpu_model(), "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}"}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def uvloop_version() -> str | None:
+    """uvloop's version when it can be used, else None."""
+    if importlib.util.find_spec("uvloop") is None:
+        return None
+    return importlib.metadata.version("uvloop")
+
+
+def run(main: Callable[[], Coroutine[Any, Any, T]], *, prefer_uvloop: bool = True) -> T:
+    """Run ``main()`` on uvloop when it is installed (and wanted), else on asyncio's loop."""
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if prefer_uvloop and uvloop_version() is not None:
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())
