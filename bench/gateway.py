@@ -356,7 +356,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run at a tiny size (1 s per load, 8 clients)")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.clients = 1.0, 8
     print(json.dumps(asyncio.run(orchestrate(args.seconds, args.clients))))
 
 
