@@ -29,7 +29,8 @@ from typing import Any
 
 import msgspec
 
-from albatross.adapters.codec import CLAIMS, EVENTS, SECRETS, Envelope
+from albatross.adapters.codec import CHANGES, CLAIMS, EVENTS, SECRETS, Envelope
+from albatross.application.views import RESOURCE_TYPES, ChangeMessage
 from albatross.domain.aggregates import ALL_KINDS, default_registry
 from albatross.domain.events import Event, EventRegistry
 
@@ -39,6 +40,8 @@ DEFAULT_OUT = "schemas"
 # The contract's version: bump with the contract, not with every release of the code.
 CONTRACT_VERSION = "1.0.0"
 EVENTS_DIR = "events"
+CHANGES_DIR = "changes"
+WEBSOCKET_DIR = "websocket"
 ENVELOPE_FILE = "envelope.json"
 ASYNCAPI_FILE = "asyncapi.yaml"
 
@@ -110,6 +113,41 @@ def event_schema(event_type: type[Event]) -> dict[str, Any]:
         "x-albatross-aggregate": _aggregate_of(event_type),
         "x-albatross-secret": event_type.secret,
         "x-albatross-subject": _subject_pattern(event_type),
+    }
+
+
+def message_schema(message_type: Any, title: str, description: str) -> dict[str, Any]:
+    """A self-contained schema of one message type (its components under ``$defs``)."""
+    (root,), components = msgspec.json.schema_components([message_type],
+                                                         ref_template=_REF_TEMPLATE)
+    return {"$schema": JSON_SCHEMA_DIALECT, "title": title, "description": description,
+            **root, "$defs": components}
+
+
+def change_schemas() -> dict[str, dict[str, Any]]:
+    """One schema per entity of the messages on ``albatross.changes.>`` (and the WebSocket)."""
+    return {
+        entity: message_schema(
+            ChangeMessage[view], f"{entity} change",  # type: ignore[valid-type]
+            f"A {entity} changed, after projection: published on "
+            f"{CHANGES}.<tenant_id|platform>.{entity}.<id> and pushed to WebSocket clients "
+            f"that may see it. `data` is the resource as GET returns it; `sequence` is the "
+            f"changes stream's sequence (0 on the stream itself).")
+        for entity, view in sorted(RESOURCE_TYPES.items())
+    }
+
+
+def websocket_schemas() -> dict[str, dict[str, Any]]:
+    # Imported here: the protocol lives with the notifier, which the event schemas do not need.
+    from albatross.services.notifier.protocol import Auth, Ready, Resume
+
+    return {
+        "auth": message_schema(Auth, "auth", "Client, first message: a session token or API "
+                                             "key, within 5 s."),
+        "resume": message_schema(Resume, "resume", "Client, optional: replay every visible "
+                                                   "change after `after`, then go on live."),
+        "ready": message_schema(Ready, "ready", "Server: authenticated; `sequence` is the "
+                                                "latest change sequence."),
     }
 
 
@@ -188,6 +226,17 @@ def asyncapi_document(registry: EventRegistry) -> dict[str, Any]:
 
     messages = {t.event_type: _event_message(t) for t in types}
     messages["ClaimHeld"] = _claim_message()
+    entities = sorted(RESOURCE_TYPES)
+    change_names = [f"{entity.capitalize()}Change" for entity in entities]
+    for entity, name in zip(entities, change_names, strict=True):
+        messages[name] = {
+            "name": name, "title": name, "contentType": "application/json",
+            "summary": f"A {entity} changed, after projection.",
+            "headers": {"type": "object", "properties": {"Nats-Msg-Id": {
+                "type": "string", "description": "Deduplication id of the change."}}},
+            "payload": {"schemaFormat": ASYNCAPI_SCHEMA_FORMAT,
+                        "schema": {"$ref": f"./{CHANGES_DIR}/{entity}.json"}},
+        }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -217,6 +266,20 @@ def asyncapi_document(registry: EventRegistry) -> dict[str, Any]:
                 "tags": [{"name": "restricted"}],
                 "x-albatross-restricted": True,
             },
+            "changes": {
+                "address": f"{CHANGES}.{{scope}}.{{entity}}.{{id}}",
+                "title": "Changes after projection",
+                "description": "One message per changed resource, after the read models "
+                               "committed it, in a JetStream stream kept at least 24 h. Same "
+                               "shape as the WebSocket `change` message.",
+                "parameters": {
+                    "scope": {"description": "The resource's tenant id, or `platform`."},
+                    "entity": {"description": "The resource type.", "enum": entities},
+                    "id": {"description": "The resource's id."},
+                },
+                "messages": {name: {"$ref": f"#/components/messages/{name}"}
+                             for name in change_names},
+            },
             "claims": {
                 "address": f"{CLAIMS}.{{kind}}.{{hash}}",
                 "title": "Uniqueness claims (internal)",
@@ -233,6 +296,8 @@ def asyncapi_document(registry: EventRegistry) -> dict[str, Any]:
             },
         },
         "operations": {
+            "publishChange": operation("changes", change_names,
+                                       "The projector publishes a change after it committed."),
             "publishEvent": operation("events", [t.event_type for t in public],
                                       "The event store appends a public domain event."),
             "publishSecret": operation("secrets", [t.event_type for t in secret],
@@ -309,6 +374,10 @@ def generate(registry: EventRegistry | None = None) -> dict[str, str]:
     files = {f"{EVENTS_DIR}/{t.event_type}.json": _json_text(event_schema(t))
              for t in registry.types()}
     files[ENVELOPE_FILE] = _json_text(envelope_schema())
+    files.update({f"{CHANGES_DIR}/{entity}.json": _json_text(schema)
+                  for entity, schema in change_schemas().items()})
+    files.update({f"{WEBSOCKET_DIR}/{name}.json": _json_text(schema)
+                  for name, schema in websocket_schemas().items()})
     files[ASYNCAPI_FILE] = to_yaml(asyncapi_document(registry))
     return dict(sorted(files.items()))
 
@@ -316,10 +385,10 @@ def generate(registry: EventRegistry | None = None) -> dict[str, str]:
 def _owned(out: Path) -> set[str]:
     """The files in ``out`` that this generator owns (so may report as extra or remove)."""
     found = {name for name in (ENVELOPE_FILE, ASYNCAPI_FILE) if (out / name).is_file()}
-    events = out / EVENTS_DIR
-    if events.is_dir():
-        found |= {f"{EVENTS_DIR}/{p.name}" for p in events.iterdir()
-                  if p.is_file() and p.suffix == ".json"}
+    for folder in (EVENTS_DIR, CHANGES_DIR, WEBSOCKET_DIR):
+        if (out / folder).is_dir():
+            found |= {f"{folder}/{p.name}" for p in (out / folder).iterdir()
+                      if p.is_file() and p.suffix == ".json"}
     return found
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 import yaml
 
@@ -136,7 +137,8 @@ def test_check_of_an_empty_directory_lists_every_file(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     assert schemas_cli.main(["--check", "--out", str(tmp_path / "nothing")]) == 1
     err = capsys.readouterr().err
-    assert err.count("missing:") == len(REGISTRY.types()) + 2
+    # events, envelope + asyncapi, 4 change entities, 3 WebSocket messages
+    assert err.count("missing:") == len(REGISTRY.types()) + 2 + 4 + 3
     assert not (tmp_path / "nothing").exists()
 
 
@@ -278,7 +280,8 @@ def test_asyncapi_references_resolve() -> None:
     document = _asyncapi()
     refs = _refs(document)
     files = {r for r in refs if not r.startswith("#")}
-    assert files == {f"./events/{t.event_type}.json" for t in REGISTRY.types()}
+    assert files == ({f"./events/{t.event_type}.json" for t in REGISTRY.types()}
+                     | {f"./changes/{e}.json" for e in ("apikey", "pirep", "tenant", "user")})
     for ref in files:
         assert (COMMITTED / ref).is_file(), ref
     for ref in refs:
@@ -292,3 +295,25 @@ def test_asyncapi_references_resolve() -> None:
             headers = message["headers"]["properties"]
             assert headers["Albatross-Event-Type"]["const"] == name
             assert "Nats-Msg-Id" in headers
+
+
+def test_change_schemas_validate_real_change_messages_and_refuse_a_wrong_shape() -> None:
+    from albatross.application.views import ChangeMessage, TenantView
+
+    schema = json.loads((COMMITTED / "changes" / "tenant.json").read_text(encoding="utf-8"))
+    view = TenantView(id="t1", name="Speedbird", icao="BAW", iata="BA",
+                      created_at=datetime(2026, 11, 26, tzinfo=UTC), pilot_count=2)
+    message = json.loads(msgspec.json.encode(ChangeMessage(
+        sequence=7, entity="tenant", id="t1", tenant_id="t1", event="TenantCreated", data=view)))
+    jsonschema.validate(message, schema)
+    assert message["type"] == "change"
+    broken = {**message, "data": {**message["data"], "pilot_count": "two"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_websocket_schemas_describe_the_client_messages() -> None:
+    auth = json.loads((COMMITTED / "websocket" / "auth.json").read_text(encoding="utf-8"))
+    jsonschema.validate({"type": "auth", "token": "albs_x"}, auth)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"type": "auth"}, auth)
