@@ -42,7 +42,7 @@ from albatross.adapters.jetstream.topology import Topology, ensure_topology, wai
 from albatross.domain.aggregates import default_registry
 from albatross.domain.users import PasswordHashSet, UserRegistered
 from albatross.infra.nats_server import NatsServer
-from albatross.ports import AppendRequest, Claim, StoreUnavailable, StreamId
+from albatross.ports import AppendRequest, Claim, StreamId
 
 pytestmark = pytest.mark.real
 
@@ -421,11 +421,11 @@ async def test_notifier_reads_changes_events_and_sessions_but_no_secret(connect:
     assert (await received(live)).subject == "albatross.events.t1.user.u9"
     assert await notifier.violations() == []
 
-    subject, seq = await publish_secret(gateway)
+    subject, _ = await publish_secret(gateway)
     await notifier.nc.subscribe("albatross.secrets.>")
     await notifier.assert_refused("Subscription", "albatross.secrets.>")
-    await notifier.refused_request(f"$JS.API.DIRECT.GET.{EVENTS}",
-                                   json.dumps({"seq": seq}).encode())
+    # It verifies credentials like the gateway (by Direct Get with a body), but never through
+    # the subject form or a subscription.
     await notifier.refused_request(f"$JS.API.DIRECT.GET.{EVENTS}.{subject}")
     for forged in ("albatross.events.t1.user.u9", "albatross.changes.t1.user.u9"):
         await notifier.nc.publish(forged, b"{}")
@@ -497,15 +497,17 @@ async def test_notifier_revocation_signals_run_under_the_notifier_user(connect: 
     assert await notifier.violations() == []
 
 
-@pytest.mark.xfail(strict=True, raises=StoreUnavailable, reason=(
-    "the notifier authenticates with the gateway's Authenticator, which loads user aggregates "
-    "(credential hashes included) by a Direct Get with a body; the notifier user may not read "
-    "secrets, so API-key and session checks need a secret-free path (or the notifier gets the "
-    "gateway's read rights, weakening the guarantee)"))
-async def test_notifier_claim_lookup_runs_under_the_notifier_user(connect: Any) -> None:
-    notifier = await connect("notifier")
-    lookup = JetStreamClaimLookup(notifier.nc, EVENTS, timeout=REFUSED_WAIT)
-    await lookup.holder(Claim(kind="email", value="nobody@example.com"))
+async def test_notifier_credential_lookups_run_under_the_notifier_user(connect: Any) -> None:
+    notifier, gateway = await connect("notifier"), await connect("gateway")
+    lookup = JetStreamClaimLookup(notifier.nc, EVENTS, timeout=2.0)
+    assert await lookup.holder(Claim(kind="email", value="nobody@example.com")) is None
+    _, seq = await publish_secret(gateway)
+    # The user aggregate, credential events included, by sequence: what authentication loads.
+    reply = await notifier.nc.request(f"$JS.API.DIRECT.GET.{EVENTS}",
+                                      json.dumps({"seq": seq}).encode(), timeout=2.0)
+    assert reply.headers is not None
+    assert reply.headers.get("Nats-Sequence") == str(seq)
+    assert await notifier.violations() == []
 
 
 async def test_projector_start_up_stream_check_runs_under_the_projector_user(
