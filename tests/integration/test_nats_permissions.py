@@ -517,3 +517,34 @@ async def test_projector_start_up_stream_check_runs_under_the_projector_user(
     await wait_for_streams(projector.nc.jetstream(timeout=REFUSED_WAIT),
                            [topology.events_stream, topology.changes_stream], timeout=5)
     assert await projector.violations() == []
+
+
+async def test_notifier_authenticates_an_api_key_under_the_notifier_user(connect: Any) -> None:
+    from albatross.application.credentials import key_display_prefix, new_api_key, secret_hash
+    from albatross.domain import users
+    from albatross.services.gateway.container import jetstream_auth
+
+    gateway, notifier = await connect("gateway"), await connect("notifier")
+    topology = Topology()
+    # The gateway writes a user and a key, as POST /api/users/{id}/apikeys does.
+    writer = await jetstream_auth(gateway.nc, topology)
+    user_id, key = uuid.uuid4().hex, new_api_key()
+    stream = writer.repos.users.stream(user_id, "t1")
+    now = datetime.now(UTC)
+    register = users.RegisterUser(user_id=user_id, email=f"{user_id}@example.com",
+                                  display_name="Pilot", role="Pilot", tenant_id="t1",
+                                  password_hash="$argon2id$v=19$m=65536,t=3,p=4$x$y")
+    await writer.repos.users.execute(stream, lambda s: users.decide_register(s, register),
+                                     occurred_at=now, actor_id=None)
+    create = users.CreateApiKey(key_id="k1", name="acars", prefix=key_display_prefix(key),
+                                key_hash=secret_hash(key))
+    await writer.repos.users.execute(stream, lambda s: users.decide_create_api_key(s, create),
+                                     occurred_at=now, actor_id=user_id,
+                                     claims=[Claim("apikey", secret_hash(key))])
+    # The notifier checks it with its own user, exactly as its sockets' "auth" does.
+    reader = await jetstream_auth(notifier.nc, topology)
+    principal = await reader.authenticator.authenticate(key)
+    assert principal is not None
+    assert (principal.user_id, principal.tenant_id, principal.api_key_id) == (user_id, "t1", "k1")
+    assert await reader.authenticator.authenticate(new_api_key()) is None
+    assert await notifier.violations() == []
