@@ -33,6 +33,7 @@ from albatross.domain.tenants import TenantCreated
 from albatross.domain.users import (
     ApiKeyCreated,
     ApiKeyRevoked,
+    ApiKeyUsed,
     PasswordChanged,
     UserRegistered,
 )
@@ -129,7 +130,7 @@ def references(event: Event) -> Refs:
             refs.tenants.add(event.tenant_id)
     elif isinstance(event, PasswordChanged):
         refs.users.add(event.user_id)
-    elif isinstance(event, ApiKeyCreated | ApiKeyRevoked):
+    elif isinstance(event, ApiKeyCreated | ApiKeyRevoked | ApiKeyUsed):
         refs.users.add(event.user_id)
         refs.api_keys.add(event.key_id)
     elif isinstance(event, PirepSubmitted):
@@ -273,6 +274,19 @@ def _api_key_revoked(record: RecordedEvent, state: ProjectionState, wanted: bool
     return _done(record, wanted, ("apikey", key, _owner_tenant(record, state, event.user_id)))
 
 
+def _api_key_used(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
+    event = record.event
+    assert isinstance(event, ApiKeyUsed)
+    key = state.api_keys.get(event.key_id)
+    if key is None or key.user_id != event.user_id:
+        return _skip(f"unknown API key {event.key_id}")
+    if key.last_used_at is not None and key.last_used_at >= event.used_at:
+        return _skip(f"API key {event.key_id} was seen used later already")
+    key = msgspec.structs.replace(key, last_used_at=event.used_at)
+    state.put(key)
+    return _done(record, wanted, ("apikey", key, _owner_tenant(record, state, event.user_id)))
+
+
 def _pirep_submitted(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
     event = record.event
     assert isinstance(event, PirepSubmitted)
@@ -331,6 +345,7 @@ _HANDLERS = {
     PasswordChanged: _password_changed,
     ApiKeyCreated: _api_key_created,
     ApiKeyRevoked: _api_key_revoked,
+    ApiKeyUsed: _api_key_used,
     PirepSubmitted: _pirep_submitted,
     PirepAccepted: _pirep_reviewed,
     PirepRejected: _pirep_reviewed,

@@ -63,6 +63,13 @@ class RevokeApiKey(msgspec.Struct, frozen=True, kw_only=True):
     key_id: str
 
 
+class RecordApiKeyUse(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest time a key authenticated a request, reported in batches, not per request."""
+
+    key_id: str
+    used_at: datetime
+
+
 # Public events ----------------------------------------------------------------------------
 
 class UserRegistered(Event, frozen=True, kw_only=True):
@@ -93,6 +100,13 @@ class ApiKeyRevoked(Event, frozen=True, kw_only=True):
     event_type = "ApiKeyRevoked"
     user_id: str
     key_id: str
+
+
+class ApiKeyUsed(Event, frozen=True, kw_only=True):
+    event_type = "ApiKeyUsed"
+    user_id: str
+    key_id: str
+    used_at: datetime
 
 
 # Credential events (albatross.secrets.>) --------------------------------------------------
@@ -130,6 +144,7 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
     key_hash: str
     created_at: datetime
     revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
 
 
 class User(msgspec.Struct, frozen=True, kw_only=True):
@@ -213,6 +228,17 @@ def decide_revoke_api_key(state: User | None, cmd: RevokeApiKey) -> list[Event]:
     return [ApiKeyRevoked(user_id=user.user_id, key_id=cmd.key_id)]
 
 
+def decide_record_api_key_use(state: User | None, cmd: RecordApiKeyUse) -> list[Event]:
+    """Nothing to record for a key that is gone, revoked, or already known used later."""
+    user = _existing(state)
+    key = user.api_keys.get(cmd.key_id)
+    if key is None or key.revoked_at is not None:
+        return []
+    if key.last_used_at is not None and key.last_used_at >= cmd.used_at:
+        return []
+    return [ApiKeyUsed(user_id=user.user_id, key_id=cmd.key_id, used_at=cmd.used_at)]
+
+
 def evolve(state: User | None, event: Event, occurred_at: datetime) -> User | None:
     if isinstance(event, UserRegistered):
         return User(user_id=event.user_id, email=event.email, display_name=event.display_name,
@@ -237,6 +263,9 @@ def evolve(state: User | None, event: Event, occurred_at: datetime) -> User | No
         keys = {**state.api_keys,
                 event.key_id: msgspec.structs.replace(issued, key_hash=event.key_hash)}
         return msgspec.structs.replace(state, api_keys=keys)
+    if isinstance(event, ApiKeyUsed):
+        used = msgspec.structs.replace(state.api_keys[event.key_id], last_used_at=event.used_at)
+        return msgspec.structs.replace(state, api_keys={**state.api_keys, event.key_id: used})
     if isinstance(event, ApiKeyRevoked):
         revoked = msgspec.structs.replace(state.api_keys[event.key_id], revoked_at=occurred_at)
         return msgspec.structs.replace(state, api_keys={**state.api_keys, event.key_id: revoked})
@@ -244,6 +273,6 @@ def evolve(state: User | None, event: Event, occurred_at: datetime) -> User | No
 
 
 USER_EVENTS: tuple[type[Event], ...] = (
-    UserRegistered, PasswordChanged, ApiKeyCreated, ApiKeyRevoked,
+    UserRegistered, PasswordChanged, ApiKeyCreated, ApiKeyRevoked, ApiKeyUsed,
     PasswordHashSet, ApiKeyHashIssued, SessionsRevoked,
 )

@@ -31,6 +31,7 @@ from albatross.domain.tenants import TenantCreated
 from albatross.domain.users import (
     ApiKeyCreated,
     ApiKeyRevoked,
+    ApiKeyUsed,
     PasswordChanged,
     PasswordHashSet,
     UserRegistered,
@@ -330,6 +331,23 @@ async def test_api_keys_follow_the_role_table(harness: Harness) -> None:
     assert (await m.list_api_keys(w.principal("ta-b"), "p-a1", limit=50, cursor=None)).items == []
     pa = await m.list_api_keys(w.principal("pa"), "p-a2", limit=50, cursor=None)
     assert [k.id for k in pa.items] == ["k-a2-1"]
+
+
+async def test_api_key_use_sets_last_used_at_and_never_moves_it_back(harness: Harness) -> None:
+    w = await fed(harness)
+    m = harness.models
+    stream = StreamId("user", "p-a1", "ta")
+    used = T0 + timedelta(minutes=5)
+    await harness.feed([
+        w.log.record(stream, ApiKeyUsed(user_id="p-a1", key_id="k-a1-1", used_at=used)),
+        # A flush from a replica that saw an older use arrives later: it must not win.
+        w.log.record(stream, ApiKeyUsed(user_id="p-a1", key_id="k-a1-1",
+                                        used_at=used - timedelta(minutes=1))),
+    ])
+    keys = await m.list_api_keys(w.principal("p-a1"), "p-a1", limit=50, cursor=None)
+    by_id = {k.id: k for k in keys.items}
+    assert by_id["k-a1-1"].last_used_at == used
+    assert by_id["k-a1-2"].last_used_at is None
 
 
 # PIREPs ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +330,33 @@ async def test_api_keys_are_shown_once_work_in_both_headers_and_can_be_revoked()
         assert_problem(status, body, 409, "invalid_state")
         status, listed = await gw.call("GET", f"/api/users/{user_id}/apikeys", token)
         assert listed["items"][0]["revoked_at"] is not None
+
+
+async def test_last_used_at_is_kept_with_one_event_per_flush_not_per_request() -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        user_id, email = await gw.user("Pilot", tenant)
+        token = await gw.login(email)
+        status, created = await gw.call("POST", f"/api/users/{user_id}/apikeys", token,
+                                        json={"name": "ACARS"})
+        assert status == 201
+        usage = gw.deps.api_key_usage
+        assert usage is not None
+        assert await usage.flush() == 0  # sessions are not API keys: nothing noted
+        before = await gw.store.inner.last_sequence()
+        for _ in range(20):
+            assert (await gw.call("GET", "/api/me", headers={"X-API-Key": created["key"]}))[0] \
+                == 200
+        # Twenty uses, no write yet: last_used_at costs nothing per request.
+        assert await gw.store.inner.last_sequence() == before
+        assert await usage.flush() == 1
+        assert await gw.store.inner.last_sequence() == before + 1
+        assert await usage.flush() == 0
+        status, listed = await gw.call("GET", f"/api/users/{user_id}/apikeys", token)
+        assert status == 200
+        last_used = listed["items"][0]["last_used_at"]
+        assert last_used is not None
+        assert datetime.fromisoformat(last_used) > datetime.fromisoformat(created["created_at"])
 
 
 # PIREPs -------------------------------------------------------------------------------------

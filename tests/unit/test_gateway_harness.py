@@ -22,6 +22,7 @@ from albatross.adapters.memory_auth import InMemoryKeyValue, TrackingEventStore
 from albatross.adapters.memory_read_models import InMemoryReadModels
 from albatross.adapters.passwords import TEST_ONLY_CHEAP, Argon2PasswordHasher
 from albatross.adapters.system import UuidV7Ids
+from albatross.application.api_key_usage import ApiKeyUsage
 from albatross.application.auth import Authenticator, LoginService
 from albatross.application.commands import CommandService, Repositories
 from albatross.application.setup import create_first_admin
@@ -142,7 +143,8 @@ async def gateway(*, cache_ttl: float = 0.0, session_ttl: timedelta = timedelta(
     registry = CollectorRegistry()
     deps = GatewayDeps(authenticator=authenticator, login=login, commands=commands,
                        read_models=read_models, claims=store, clock=clock, registry=registry,
-                       ops=OpsEndpoints(registry), min_sequence_wait=0.3)
+                       ops=OpsEndpoints(registry), min_sequence_wait=0.3,
+                       api_key_usage=ApiKeyUsage(repos.users))
     await create_first_admin(repos.users, store, hasher, clock, ids, email=ADMIN_EMAIL,
                              password=None if admin_must_change else PASSWORD)
     client: TestClient[Any, Any] = TestClient(TestServer(create_app(deps)))

@@ -317,3 +317,31 @@ def test_unknown_role_is_refused() -> None:
     with pytest.raises(ValidationFailed) as caught:
         decide_register(None, register(role="Captain"))
     assert [e.field for e in caught.value.errors] == ["role"]
+
+
+def test_api_key_use_is_recorded_once_per_newer_time_and_never_for_revoked_keys() -> None:
+    from albatross.domain import users as u
+
+    t0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    register = u.RegisterUser(user_id="u1", email="u1@example.com", display_name="U",
+                              role="Pilot", tenant_id="t1", password_hash="h")
+    state = USER.fold(None, ((e, t0) for e in u.decide_register(None, register)))
+    create = u.CreateApiKey(key_id="k1", name="acars", prefix="alb_x", key_hash="kh")
+    state = USER.fold(state, ((e, t0) for e in u.decide_create_api_key(state, create)))
+    used = u.decide_record_api_key_use(state, u.RecordApiKeyUse(
+        key_id="k1", used_at=t0 + timedelta(minutes=1)))
+    assert used == [u.ApiKeyUsed(user_id="u1", key_id="k1", used_at=t0 + timedelta(minutes=1))]
+    state = USER.fold(state, ((e, t0) for e in used))
+    assert state is not None
+    assert state.api_keys["k1"].last_used_at == t0 + timedelta(minutes=1)
+    # An older or equal report changes nothing; an unknown key records nothing.
+    for when in (t0, t0 + timedelta(minutes=1)):
+        assert u.decide_record_api_key_use(state, u.RecordApiKeyUse(key_id="k1",
+                                                                     used_at=when)) == []
+    assert u.decide_record_api_key_use(state, u.RecordApiKeyUse(
+        key_id="nope", used_at=t0 + timedelta(hours=1))) == []
+    revoked = USER.fold(state, ((e, t0) for e in u.decide_revoke_api_key(
+        state, u.RevokeApiKey(key_id="k1"))))
+    assert u.decide_record_api_key_use(revoked, u.RecordApiKeyUse(
+        key_id="k1", used_at=t0 + timedelta(hours=1))) == []
+    assert not u.ApiKeyUsed.secret

@@ -40,9 +40,6 @@ from albatross.application.projections import (
 from albatross.application.views import ApiKeyView, PirepView, TenantView, UserView
 from albatross.ports import RecordedEvent
 
-# Columns the projection never sets, so an upsert must not overwrite them.
-_NOT_PROJECTED = {"last_used_at"}
-
 
 @dataclass(frozen=True)
 class Poison:
@@ -197,8 +194,8 @@ class BatchApplier:
 
         for index, table in enumerate(RESOURCE_TABLES):
             names = table.names
-            updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[1:]
-                                if name not in _NOT_PROJECTED)
+            # Rows are preloaded before projection, so a written row is the whole truth.
+            updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[1:])
             unnest = arrays([pgtype for _, pgtype in table.columns])
             parts.append(f"r{index} AS (INSERT INTO {s}.{table.name} ({', '.join(names)}) "  # noqa: S608
                          f"SELECT * FROM unnest({unnest}) "

@@ -7,6 +7,7 @@ does; ``build_gateway_deps`` is the gateway's whole object graph.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,7 @@ from albatross.adapters.jetstream.snapshots import JetStreamSnapshotStore
 from albatross.adapters.jetstream.topology import Topology
 from albatross.adapters.passwords import Argon2PasswordHasher
 from albatross.adapters.system import SystemClock, UuidV7Ids
+from albatross.application.api_key_usage import ApiKeyUsage
 from albatross.application.auth import Authenticator, LoginService
 from albatross.application.auth_ports import ClaimLookup, PasswordHasher
 from albatross.application.commands import CommandService, Repositories
@@ -63,6 +65,29 @@ def closing(close: Callable[[], Awaitable[None]]) -> CleanupContext:
     return context
 
 
+# How stale an API key's last_used_at may be, against one event per key and interval.
+USAGE_FLUSH_SECONDS = 30.0
+
+
+def flushing(usage: ApiKeyUsage, interval: float) -> CleanupContext:
+    """Flush noted API-key uses every ``interval`` seconds, and once more at shutdown."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                await usage.flush()
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await usage.flush()
+
+    return context
+
+
 async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadModels, *,
                              registry: CollectorRegistry, ops: OpsEndpoints,
                              session_ttl: timedelta, login_limit_per_address: int = 0,
@@ -89,7 +114,8 @@ async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadMode
     commands = CommandService(auth.repos, auth.claims, the_hasher, clock, ids, idempotency,
                               on_credentials_changed=lambda user_id: auth.authenticator.forget(
                                   user_id=user_id))
-    extra: list[CleanupContext] = list(resources)
+    usage = ApiKeyUsage(auth.repos.users)
+    extra: list[CleanupContext] = [*resources, flushing(usage, USAGE_FLUSH_SECONDS)]
     if own_hasher and isinstance(the_hasher, Argon2PasswordHasher):
         pool_owner = the_hasher
 
@@ -100,4 +126,4 @@ async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadMode
     return GatewayDeps(authenticator=auth.authenticator, login=login, commands=commands,
                        read_models=read_models, claims=auth.claims, clock=clock,
                        registry=registry, ops=ops, web_dir=web_dir, ws_upstream=ws_upstream,
-                       resources=tuple(extra))
+                       api_key_usage=usage, resources=tuple(extra))

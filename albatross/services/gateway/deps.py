@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from albatross.application.api_key_usage import ApiKeyUsage
 from albatross.application.auth import Authenticator, LoginService
 from albatross.application.auth_ports import ClaimLookup
 from albatross.application.commands import CommandService
@@ -38,6 +39,8 @@ class GatewayDeps:
     # Resources the app owns (connections, pools, background flushers): opened on startup,
     # closed on cleanup, in aiohttp's cleanup_ctx order.
     resources: Sequence[CleanupContext] = field(default_factory=tuple)
+    # Where API-key uses are noted for last_used_at (None: not kept, e.g. in some tests).
+    api_key_usage: ApiKeyUsage | None = None
     min_sequence_wait: float = MIN_SEQUENCE_WAIT
     body_limit: int = BODY_LIMIT
 

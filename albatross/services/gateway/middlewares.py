@@ -158,6 +158,8 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
         raise _unauthorized("the session token or API key is not valid (expired or revoked?)")
     request[PRINCIPAL] = principal
     request[SECRET] = secret
+    if deps.api_key_usage is not None:
+        deps.api_key_usage.note(principal, deps.clock.now())
     with structlog.contextvars.bound_contextvars(user_id=principal.user_id,
                                                  tenant_id=principal.tenant_id):
         if principal.must_change_password and not _may_act_before_password_change(
