@@ -318,23 +318,35 @@ async def orchestrate(seconds: float, clients: int) -> dict[str, Any]:
             await server.stop()
     slower_write = min(figures["hello"]["rate"], figures["js_publish"]["rate"])
     slower_read = min(figures["hello"]["rate"], figures["pg_select"]["rate"])
-    figures["targets"] = {
-        "post_pireps_vs_baseline": round(figures["post_pireps"]["rate"] / slower_write, 3),
-        "get_pirep_vs_baseline": round(figures["get_pirep"]["rate"] / slower_read, 3),
-        "post_p99_half_vs_hello_p99_half": round(
-            figures["post_pireps_half"]["p99_ms"] / figures["hello_half"]["p99_ms"], 2),
-        "me_p99_during_logins_vs_idle": round(
-            figures["me_during_logins"]["p99_ms"] / figures["me_idle"]["p99_ms"], 2),
+    common = _common()
+    targets = [
+        common.target("post_pireps_vs_slower_of_hello_and_publish",
+                      common.ratio(figures["post_pireps"]["rate"], slower_write), ">=", 0.5),
+        common.target("get_pirep_vs_slower_of_hello_and_select",
+                      common.ratio(figures["get_pirep"]["rate"], slower_read), ">=", 0.5),
+        common.target("post_p99_at_half_rate_vs_hello_p99",
+                      common.ratio(figures["post_pireps_half"]["p99_ms"],
+                                   figures["hello_half"]["p99_ms"]), "<=", 4.0),
+        common.target("me_p99_during_16_logins_vs_idle",
+                      common.ratio(figures["me_during_logins"]["p99_ms"],
+                                   figures["me_idle"]["p99_ms"]), "<=", 3.0),
+    ]
+    baseline_names = ("hello", "js_publish", "pg_select", "hello_half")
+    return {
+        "results": {"config": {"seconds": seconds, "clients": clients, "cpus": os.cpu_count(),
+                               "loadavg_1m": round(os.getloadavg()[0], 2)},
+                    **{k: v for k, v in figures.items() if k not in baseline_names}},
+        "baselines": {k: figures[k] for k in baseline_names},
+        "targets": targets,
     }
-    figures["pass"] = {
-        "post_pireps": figures["targets"]["post_pireps_vs_baseline"] >= 0.5,
-        "get_pirep": figures["targets"]["get_pirep_vs_baseline"] >= 0.5,
-        "p99_half_rate": figures["targets"]["post_p99_half_vs_hello_p99_half"] <= 4,
-        "me_during_logins": figures["targets"]["me_p99_during_logins_vs_idle"] <= 3,
-    }
-    return {"bench": "gateway", "seconds": seconds, "clients": clients, "cpus": os.cpu_count(),
-            "loadavg_1m": round(os.getloadavg()[0], 2),
-            **figures}
+
+
+def _common() -> Any:
+    try:
+        from bench import _common as common
+    except ImportError:  # run as a script from bench/
+        import _common as common  # type: ignore[no-redef]
+    return common
 
 
 def main() -> None:
@@ -361,7 +373,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.clients = 1.0, 8
-    print(json.dumps(asyncio.run(orchestrate(args.seconds, args.clients))))
+    line = asyncio.run(orchestrate(args.seconds, args.clients))
+    _common().emit("gateway", line["results"], line["baselines"], line["targets"])
 
 
 if __name__ == "__main__":
