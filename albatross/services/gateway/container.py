@@ -67,6 +67,7 @@ def closing(close: Callable[[], Awaitable[None]]) -> CleanupContext:
 
 # How stale an API key's last_used_at may be, against one event per key and interval.
 USAGE_FLUSH_SECONDS = 30.0
+FINAL_FLUSH_SECONDS = 2.0
 
 
 def flushing(usage: ApiKeyUsage, interval: float) -> CleanupContext:
@@ -83,7 +84,9 @@ def flushing(usage: ApiKeyUsage, interval: float) -> CleanupContext:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await usage.flush()
+        # Bounded: a store that is down must not hold the process past its drain deadline.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(usage.flush(), timeout=FINAL_FLUSH_SECONDS)
 
     return context
 
