@@ -301,12 +301,7 @@ async def test_a_generated_admin_password_must_be_changed() -> None:
 
 async def test_api_keys_are_shown_once_work_in_both_headers_and_can_be_revoked() -> None:
     async with gateway() as gw:
-        tenant = await gw.tenant()
-        user_id, email = await gw.user("Pilot", tenant)
-        token = await gw.login(email)
-        status, created = await gw.call("POST", f"/api/users/{user_id}/apikeys", token,
-                                        json={"name": "ACARS"})
-        assert status == 201
+        user_id, token, created = await gw.pilot_with_api_key()
         key = created["key"]
         assert key.startswith("alb_")
         assert len(key) >= 4 + 22
@@ -334,12 +329,7 @@ async def test_api_keys_are_shown_once_work_in_both_headers_and_can_be_revoked()
 
 async def test_last_used_at_is_kept_with_one_event_per_flush_not_per_request() -> None:
     async with gateway() as gw:
-        tenant = await gw.tenant()
-        user_id, email = await gw.user("Pilot", tenant)
-        token = await gw.login(email)
-        status, created = await gw.call("POST", f"/api/users/{user_id}/apikeys", token,
-                                        json={"name": "ACARS"})
-        assert status == 201
+        user_id, token, created = await gw.pilot_with_api_key()
         usage = gw.deps.api_key_usage
         assert usage is not None
         assert await usage.flush() == 0  # sessions are not API keys: nothing noted

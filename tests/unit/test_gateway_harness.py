@@ -112,6 +112,16 @@ class Gateway:
         return body["id"], email
 
 
+    async def pilot_with_api_key(self) -> tuple[str, str, dict[str, Any]]:
+        """A new pilot of a new tenant: its id, a session token, and a fresh API key."""
+        user_id, email = await self.user("Pilot", await self.tenant())
+        token = await self.login(email)
+        status, created = await self.call("POST", f"/api/users/{user_id}/apikeys", token,
+                                          json={"name": "ACARS"})
+        assert status == 201, created
+        return user_id, token, created
+
+
 def pirep_body(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "flight_number": "BAW123", "departure": "EGLL", "arrival": "KJFK",
