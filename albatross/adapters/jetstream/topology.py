@@ -19,6 +19,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from albatross.adapters.codec import CHANGES, CLAIMS, EVENTS, SECRETS
+from albatross.config import Settings
 
 DAY = 24 * 3600.0
 
@@ -132,6 +133,12 @@ class Topology:
         return [self.events_config(), self.changes_config(), self.snapshots_config(),
                 self.sessions_config(), self.login_throttle_config(),
                 self.idempotency_config()]
+
+
+def topology_for(settings: Settings) -> Topology:
+    """The topology every process derives from the same settings, so they agree on it."""
+    return Topology(replicas=settings.stream_replicas,
+                    session_ttl_seconds=float(settings.session_ttl_seconds))
 
 
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

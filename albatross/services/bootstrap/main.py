@@ -23,7 +23,7 @@ from albatross.adapters.codec import EventCodec
 from albatross.adapters.jetstream.credentials import JetStreamClaimLookup
 from albatross.adapters.jetstream.event_store import JetStreamEventStore
 from albatross.adapters.jetstream.snapshots import JetStreamSnapshotStore
-from albatross.adapters.jetstream.topology import Topology, ensure_topology
+from albatross.adapters.jetstream.topology import ensure_topology, topology_for
 from albatross.adapters.passwords import Argon2PasswordHasher
 from albatross.adapters.system import SystemClock, UuidV7Ids
 from albatross.application.auth_ports import PasswordHasher
@@ -38,10 +38,6 @@ from albatross.ports import EventStoreError
 
 CONNECT_TIMEOUT = 10.0
 
-
-def topology_of(settings: Settings) -> Topology:
-    return Topology(replicas=settings.stream_replicas,
-                    session_ttl_seconds=float(settings.session_ttl_seconds))
 
 
 async def migrate(database_url: str) -> list[str]:
@@ -68,7 +64,7 @@ async def bootstrap(settings: Settings, *, out: TextIO | None = None,
         hasher = own_hasher = Argon2PasswordHasher()
     the_hasher: PasswordHasher = hasher
     try:
-        topology = topology_of(settings)
+        topology = topology_for(settings)
         try:
             await ensure_topology(nc.jetstream(), topology)
         except nats.errors.Error as exc:

@@ -11,7 +11,7 @@ import nats
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from albatross.adapters.jetstream.topology import Topology
+from albatross.adapters.jetstream.topology import topology_for
 from albatross.config import ConfigError, Settings
 from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
 from albatross.observability import configure_logging, get_logger
@@ -21,10 +21,6 @@ from albatross.services.gateway.container import build_gateway_deps, closing
 
 DRAIN_SECONDS = 5.0  # in-flight requests get this long after SIGTERM
 
-
-def topology_of(settings: Settings) -> Topology:
-    return Topology(replicas=settings.stream_replicas,
-                    session_ttl_seconds=float(settings.session_ttl_seconds))
 
 
 async def serve(settings: Settings, shutdown: Shutdown) -> None:
@@ -67,7 +63,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
 
     try:
         deps = await build_gateway_deps(
-            nc, topology_of(settings), read_models, registry=registry, ops=ops,
+            nc, topology_for(settings), read_models, registry=registry, ops=ops,
             session_ttl=timedelta(seconds=settings.session_ttl_seconds),
             login_limit_per_address=settings.login_limit_per_address,
             web_dir=settings.web_dir, resources=(closing(close_connections),),

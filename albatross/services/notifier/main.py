@@ -17,7 +17,7 @@ import nats
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from albatross.adapters.jetstream.topology import Topology
+from albatross.adapters.jetstream.topology import topology_for
 from albatross.config import ConfigError, Settings
 from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
 from albatross.observability import configure_logging, get_logger
@@ -36,10 +36,6 @@ SHUTDOWN_TIMEOUT = 2.0
 def notifier_config(settings: Settings) -> NotifierConfig:
     return NotifierConfig(socket=SocketConfig(allowed_origins=settings.allowed_origins))
 
-
-def topology_of(settings: Settings) -> Topology:
-    return Topology(replicas=settings.stream_replicas,
-                    session_ttl_seconds=float(settings.session_ttl_seconds))
 
 
 async def serve(settings: Settings, shutdown: Shutdown) -> None:
@@ -62,7 +58,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
                      # (deploy/nats/auth.conf): others' replies can carry credentials.
                      inbox_prefix=INBOX_PREFIX), timeout=15)
     try:
-        topology = topology_of(settings)
+        topology = topology_for(settings)
         js = nc.jetstream()
         try:
             auth = await jetstream_auth(nc, topology)

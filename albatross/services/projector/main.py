@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from prometheus_client import CollectorRegistry
 
 from albatross.adapters.codec import EventCodec
-from albatross.adapters.jetstream.topology import Topology, wait_for_streams
+from albatross.adapters.jetstream.topology import topology_for, wait_for_streams
 from albatross.adapters.postgres.migrations import apply_migrations
 from albatross.adapters.postgres.pool import Pool, create_pool
 from albatross.config import ConfigError, Settings
@@ -57,7 +57,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
     pool: Pool | None = None
     runner = None
     try:
-        topology = Topology(replicas=settings.stream_replicas)
+        topology = topology_for(settings)
         await connect_dependency(
             "the JetStream streams (bootstrap creates them)",
             wait_for_streams(nc.jetstream(), [topology.events_stream, topology.changes_stream],
