@@ -50,7 +50,37 @@ def percentile(values: list[float], q: float) -> float:
 def summary(latencies: list[float], errors: int, seconds: float) -> dict[str, Any]:
     return {"rate": round(len(latencies) / seconds, 1), "errors": errors,
             "p50_ms": round(percentile(latencies, 0.5) * 1000, 3),
-            "p99_ms": round(percentile(latencies, 0.99) * 1000, 3)}
+            "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+            "loadgen_cpu_s": round(time.process_time(), 2)}
+
+
+# CPU accounting: where the two cores go during a load ----------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> tuple[float, int]:
+    """(user+system CPU seconds, parent pid) of a live process, or (0, 0)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0, 0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return sum(int(f) for f in fields[11:15]) / _TICK, int(fields[1])
+
+
+def cpu_by_role(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each root process and all its descendants (Linux /proc)."""
+    table: dict[int, tuple[float, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            table[int(entry.name)] = _proc_cpu(int(entry.name))
+
+    def tree(pid: int) -> float:
+        return table.get(pid, (0.0, 0))[0] + sum(tree(child) for child, (_, parent)
+                                                in table.items() if parent == pid)
+
+    return {role: tree(pid) for role, pid in roots.items()}
 
 
 # Load generators (each runs in its own process) ---------------------------------------------
@@ -205,7 +235,8 @@ async def api(http: Any, method: str, url: str, token: str | None = None,
         return response.status, (json.loads(text) if text else None), response.headers
 
 
-async def orchestrate(seconds: float, clients: int) -> dict[str, Any]:
+async def orchestrate(seconds: float, clients: int,
+                      profile_dir: str | None = None) -> dict[str, Any]:
     import aiohttp
 
     from albatross.adapters.passwords import TEST_ONLY_CHEAP, Argon2PasswordHasher
@@ -277,16 +308,39 @@ async def orchestrate(seconds: float, clients: int) -> dict[str, Any]:
                                 headers={**auth, "Albatross-Min-Sequence":
                                          headers["Albatross-Sequence"]})
         common = {"seconds": seconds, "clients": clients}
+        roots = {"gateway": children[1].pid, "projector": children[0].pid,
+                 "hello": children[2].pid,
+                 **{type(s).__name__: s.pid for s in servers if s.pid is not None}}
+
+        async def measured(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
+            """One load plus the CPU each process spent on it, in ms per request."""
+            before = cpu_by_role(roots)
+            spies = [await asyncio.create_subprocess_exec(
+                "py-spy", "record", "--pid", str(roots[role]), "--duration",
+                str(int(spec["seconds"])), "--rate", "250", "--format", "raw", "--output",
+                str(Path(profile_dir) / f"{spec['name']}-{role}.txt"), "--nonblocking",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+                for role in ("gateway", "projector") if profile_dir and "name" in spec]
+            figure = await run_child(mode, spec)
+            for spy in spies:
+                await spy.wait()
+            after = cpu_by_role(roots)
+            done = max(1.0, figure["rate"] * spec["seconds"])
+            figure["cpu_ms_per_request"] = {
+                **{role: round((after[role] - before[role]) * 1000 / done, 3) for role in roots},
+                "loadgen": round(figure.pop("loadgen_cpu_s") * 1000 / done, 3)}
+            return figure
+
         figures: dict[str, Any] = {}
-        figures["hello"] = await run_child("http", {**common, "method": "GET",
+        figures["hello"] = await measured("http", {**common, "method": "GET",
                                                     "url": f"http://127.0.0.1:{hello_port}/hello"})
-        figures["js_publish"] = await run_child("publish", {**common, "nats_url": nats_url})
-        figures["pg_select"] = await run_child("select", {**common, "dsn": dsn})
-        figures["post_pireps"] = await run_child("http", {
-            **common, "method": "POST", "url": f"{base}/api/pireps", "headers": auth,
+        figures["js_publish"] = await measured("publish", {**common, "nats_url": nats_url})
+        figures["pg_select"] = await measured("select", {**common, "dsn": dsn})
+        figures["post_pireps"] = await measured("http", {
+            **common, "name": "post_pireps", "method": "POST", "url": f"{base}/api/pireps", "headers": auth,
             "json": pirep})
-        figures["get_pirep"] = await run_child("http", {
-            **common, "method": "GET", "url": f"{base}/api/pireps/{created['id']}",
+        figures["get_pirep"] = await measured("http", {
+            **common, "name": "get_pirep", "method": "GET", "url": f"{base}/api/pireps/{created['id']}",
             "headers": auth})
         figures["post_pireps_half"] = await run_child("http", {
             **common, "method": "POST", "url": f"{base}/api/pireps", "headers": auth,
@@ -370,10 +424,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run at a tiny size (1 s per load, 8 clients)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="record py-spy profiles (collapsed stacks) of the gateway and the "
+                             "projector during the POST and GET loads into DIR")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.clients = 1.0, 8
-    line = asyncio.run(orchestrate(args.seconds, args.clients))
+    line = asyncio.run(orchestrate(args.seconds, args.clients, args.profile))
     _common().emit("gateway", line["results"], line["baselines"], line["targets"])
 
 
