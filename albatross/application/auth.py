@@ -8,11 +8,15 @@ claims; the User aggregate then gives the password hash, role, tenant, API keys 
 session-revocation marker; sessions live in a KV bucket under the SHA-256 of their token.
 
 Revocation reaches every replica within a second because nothing is cached longer than
-``cache_ttl`` (default 0.5 s); a replica that revokes something itself forgets it at once.
+``cache_ttl`` (default 0.5 s), counted from when the answer was read; a replica that revokes
+something itself forgets it at once. Concurrent requests with the same secret share one
+lookup (a busy API key would otherwise send every in-flight request to NATS each time its
+cache entry expires).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -93,6 +97,8 @@ class Authenticator:
         self._cache_ttl = cache_ttl
         self._cache_size = cache_size
         self._cache: dict[str, _Cached] = {}
+        self._pending: dict[str, asyncio.Future[Principal | None]] = {}
+        self._generation = 0
         self._on_api_key_used = on_api_key_used
         self._monotonic = monotonic
         self._decode_session = msgspec.json.Decoder(SessionRecord).decode
@@ -101,25 +107,43 @@ class Authenticator:
         if not secret or len(secret) > MAX_SECRET_LEN:
             return None
         digest = secret_hash(secret)
-        now = self._monotonic()
         cached = self._cache.get(digest)
-        if cached is not None and cached.until > now:
+        if cached is not None and cached.until > self._monotonic():
             principal = cached.principal
         else:
-            principal = await self._resolve(secret, digest)
-            self._remember(digest, principal, now)
+            lookup = self._pending.get(digest) or self._start_lookup(secret, digest)
+            # shield: one caller giving up (a client gone) must not cancel the others' lookup.
+            principal = await asyncio.shield(lookup)
         if principal is not None and principal.api_key_id and self._on_api_key_used:
             self._on_api_key_used(principal)
         return principal
 
     def forget(self, secret: str | None = None, *, user_id: str | None = None) -> None:
         """Drop cached answers for a secret or for every secret of a user."""
+        # Lookups already under way may have read the old state: they must not be cached.
+        self._generation += 1
+        self._pending.clear()
         if secret is not None:
             self._cache.pop(secret_hash(secret), None)
         if user_id is not None:
             for digest in [d for d, c in self._cache.items()
                            if c.principal is not None and c.principal.user_id == user_id]:
                 self._cache.pop(digest, None)
+
+    def _start_lookup(self, secret: str, digest: str) -> asyncio.Future[Principal | None]:
+        started, generation = self._monotonic(), self._generation
+        lookup = asyncio.ensure_future(self._resolve(secret, digest))
+        self._pending[digest] = lookup
+
+        def settle(done: asyncio.Future[Principal | None]) -> None:
+            if self._pending.get(digest) is done:
+                del self._pending[digest]
+            if (not done.cancelled() and done.exception() is None
+                    and generation == self._generation):
+                self._remember(digest, done.result(), started)
+
+        lookup.add_done_callback(settle)
+        return lookup
 
     async def _resolve(self, secret: str, digest: str) -> Principal | None:
         if is_session_token(secret):
