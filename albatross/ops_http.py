@@ -21,6 +21,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from albatross.services.gateway.security_headers import add_security_headers
+
 ReadinessCheck = Callable[[], Awaitable[None]]
 """Returns when the dependency answers; raises (anything) when it does not."""
 
@@ -93,6 +95,7 @@ async def serve_ops(host: str, port: int, endpoints: OpsEndpoints, *,
     ``port`` 0 picks a free port; ``runner.addresses`` tells which.
     """
     app = web.Application()
+    add_security_headers(app)
     endpoints.add_routes(app)
     runner = web.AppRunner(app, shutdown_timeout=shutdown_timeout, access_log=None)
     await runner.setup()

@@ -15,6 +15,7 @@ from albatross.services.gateway.middlewares import (
 )
 from albatross.services.gateway.openapi import build_openapi
 from albatross.services.gateway.routes import API, OPERATIONS, Operation
+from albatross.services.gateway.security_headers import add_security_headers
 from albatross.services.gateway.static import add_static_routes
 from albatross.services.notifier.proxy import mount_ws_proxy
 
@@ -26,6 +27,7 @@ def create_app(deps: GatewayDeps) -> web.Application:
         middlewares=[context_middleware(metrics, deps.body_limit), authentication],
     )
     app[DEPS] = deps
+    add_security_headers(app, docs_html=DOCS_HTML)
     by_route: dict[web.AbstractRoute, Operation] = {}
     for operation in OPERATIONS:
         route = app.router.add_route(operation.method, API + operation.path, operation.handler)

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from albatross.observability import get_logger
 from albatross.ops_http import OpsEndpoints, ReadinessCheck
+from albatross.services.gateway.security_headers import add_security_headers
 from albatross.services.notifier.handler import SocketConfig, WebSocketEndpoint
 from albatross.services.notifier.hub import Hub
 from albatross.services.notifier.metrics import NotifierMetrics
@@ -65,6 +66,7 @@ def create_app(deps: NotifierDeps) -> web.Application:
     notifier = Notifier(hub=hub, watcher=watcher, endpoint=endpoint, metrics=metrics)
 
     app = web.Application()
+    add_security_headers(app)
     app[NOTIFIER] = notifier
     app.router.add_get(WS_PATH, endpoint.handle)
     if deps.ops is not None:
