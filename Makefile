@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint typecheck pytest schemas bench bench-quick clean web
+.PHONY: install up test lint typecheck pytest schemas bench bench-quick clean web audit
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ test: lint typecheck web
 	$(MAKE) -C web test
 	$(BIN)/pytest --ignore=tests/e2e $(PYTEST_ARGS)
 	$(BIN)/pytest tests/e2e $(PYTEST_ARGS)
+
+# Known-vulnerable dependencies: pip-audit over the installed (pinned) environment, npm audit
+# over the UI's runtime dependencies. Either fails when its advisory service cannot answer
+# (--strict: a dependency that could not be audited is an error); neither passes silently.
+audit: install
+	$(BIN)/pip-audit --strict --skip-editable --progress-spinner off
+	cd web && PATH="$(abspath $(BIN)):$$PATH" $(abspath $(BIN))/npm audit --omit=dev
 
 schemas: install
 	$(BIN)/albatross schemas
