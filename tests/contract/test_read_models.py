@@ -20,9 +20,9 @@ import pytest
 from albatross.adapters.memory_read_models import InMemoryReadModels
 from albatross.adapters.postgres.applier import BatchApplier, Poison, checkpoint_channel
 from albatross.adapters.postgres.listener import CheckpointListener
-from albatross.adapters.postgres.migrations import migrate
-from albatross.adapters.postgres.pool import connect, create_pool
-from albatross.adapters.postgres.read_models import PostgresReadModels
+from albatross.adapters.postgres.migrations import READER_ROLE, migrate
+from albatross.adapters.postgres.pool import connect
+from albatross.adapters.postgres.read_models import PostgresReadModels, create_read_pool
 from albatross.application.principal import Principal
 from albatross.application.views import UserView
 from albatross.domain.events import Event
@@ -81,8 +81,10 @@ class PostgresHarness:
     async def start(self) -> None:
         self.connection = await connect(self.dsn)
         await migrate(self.connection, self.schema)
-        pool = await create_pool(self.dsn, max_size=4)
-        listener = CheckpointListener(self.dsn, self.schema, checkpoint_channel(self.schema))
+        # The gateway's pool: every answer below comes through row-level security.
+        pool = await create_read_pool(self.dsn, max_size=4)
+        listener = CheckpointListener(self.dsn, self.schema, checkpoint_channel(self.schema),
+                                      role=READER_ROLE)
         await listener.start()
         self.pg = PostgresReadModels(pool, listener, schema=self.schema, owns_pool=True)
         self.models = self.pg

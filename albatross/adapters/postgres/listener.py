@@ -22,8 +22,9 @@ _log = get_logger(__name__)
 
 
 class CheckpointListener:
-    def __init__(self, dsn: str, schema: str, channel: str) -> None:
+    def __init__(self, dsn: str, schema: str, channel: str, *, role: str | None = None) -> None:
         self._dsn = dsn
+        self._role = role
         self._s = schema_identifier(schema)
         self._channel = channel
         self._known = 0
@@ -74,7 +75,8 @@ class CheckpointListener:
         return True
 
     async def _connect(self) -> None:
-        connection = await connect(self._dsn, application_name="albatross-checkpoint-listener")
+        connection = await connect(self._dsn, application_name="albatross-checkpoint-listener",
+                                   role=self._role)
         try:
             # LISTEN before reading: an advance between the two is then seen either way.
             await connection.add_listener(self._channel, self._on_notify)

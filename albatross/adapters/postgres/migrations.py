@@ -16,6 +16,8 @@ from importlib import resources
 from albatross.adapters.postgres.pool import Connection, connect
 
 READ_MODEL_SCHEMA = "read_model"
+READER_ROLE = "albatross_reader"
+"""The role the gateway reads as (created by ``0002_row_level_security.sql``)."""
 MIGRATION_LOCK = (0x416C6261, 1)  # ("Alba", 1): pg_advisory_lock(int, int) namespace
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -58,21 +58,40 @@ async def init_connection(connection: Connection) -> None:
                                     decoder=_decode_jsonb, format="binary")
 
 
+async def _keep_session(connection: Connection) -> None:
+    """A release that costs no round trip (asyncpg still rolls back an open transaction)."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
                       command_timeout: float | None = 30.0,
-                      application_name: str = "albatross") -> Pool:
+                      application_name: str = "albatross", role: str | None = None,
+                      keep_session: bool = False) -> Pool:
+    """A pool; ``role``: every connection switches to it when it starts (no round trip).
+
+    ``keep_session``: skip asyncpg's reset on release (``RESET ALL``, ``UNLISTEN *``, ...,
+    one round trip per query). Only for pools whose users leave nothing behind in the
+    session: the read models declare their scope per statement, transaction-locally.
+    """
+    settings = {**SERVER_SETTINGS, "application_name": application_name}
+    if role is not None:
+        # In the startup packet: the session starts as ``role``, and ``RESET ROLE`` or
+        # ``RESET ALL`` come back to it, not to the login user.
+        settings["role"] = role
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout,
         statement_cache_size=STATEMENT_CACHE_SIZE, init=init_connection,
-        server_settings={**SERVER_SETTINGS, "application_name": application_name})
+        reset=_keep_session if keep_session else None, server_settings=settings)
 
 
-async def connect(dsn: str, *, timeout: float = 10.0,
-                  application_name: str = "albatross") -> Connection:
+async def connect(dsn: str, *, timeout: float = 10.0, application_name: str = "albatross",
+                  role: str | None = None) -> Connection:
     """One dedicated connection (leader lock, LISTEN, migrations) with the same codecs."""
+    settings = {**SERVER_SETTINGS, "application_name": application_name}
+    if role is not None:
+        settings["role"] = role
     connection = await asyncpg.connect(
         dsn, timeout=timeout, statement_cache_size=STATEMENT_CACHE_SIZE,
-        server_settings={**SERVER_SETTINGS, "application_name": application_name})
+        server_settings=settings)
     try:
         await init_connection(connection)
     except BaseException:

@@ -7,6 +7,18 @@ checks against the in-memory adapter). Each query is built from the predicates i
 needs, never ``$n IS NULL OR ...``, so every variant is a plain index range scan on one of the
 keyset indexes, and prepared once per connection.
 
+Behind those predicates stands a second wall, row-level security (migration 0002): the pool's
+connections run as ``albatross_reader``, which sees only the rows of the tenant the statement
+declares. Every statement declares the principal's scope itself, in one round trip::
+
+    SELECT q.* FROM declare_scope($1, $2) AS scope(declared)
+    CROSS JOIN LATERAL (SELECT ... WHERE scope.declared AND ... OFFSET 0) q
+
+The subquery depends on the declaration's result, so it is evaluated for that row, after the
+declaration (``OFFSET 0`` keeps it from being flattened, which would drop the dependency). The
+declaration is transaction-local and the statement is its own transaction, so nothing is left
+on the connection: the pool skips asyncpg's reset, which would cost a second round trip.
+
 Build it with ``await PostgresReadModels.open(dsn)`` and ``await read_models.close()``.
 """
 
@@ -21,7 +33,11 @@ from typing import Any, TypeVar
 from albatross.adapters.postgres.applier import checkpoint_channel
 from albatross.adapters.postgres.cursors import decode_cursor, encode_cursor, fingerprint
 from albatross.adapters.postgres.listener import CheckpointListener
-from albatross.adapters.postgres.migrations import READ_MODEL_SCHEMA, schema_identifier
+from albatross.adapters.postgres.migrations import (
+    READ_MODEL_SCHEMA,
+    READER_ROLE,
+    schema_identifier,
+)
 from albatross.adapters.postgres.pool import Pool, create_pool
 from albatross.adapters.postgres.tables import API_KEYS, PIREPS, TENANTS, USERS, Table
 from albatross.application.principal import Principal
@@ -33,11 +49,16 @@ V = TypeVar("V", TenantView, UserView, ApiKeyView, PirepView)
 
 
 class _Query:
-    """A WHERE clause assembled from the predicates in use, with numbered parameters."""
+    """A WHERE clause assembled from the predicates in use, with numbered parameters.
 
-    def __init__(self) -> None:
-        self.where: list[str] = []
-        self.args: list[Any] = []
+    ``$1`` and ``$2`` are the principal's scope for :func:`_scoped` (from the authenticated
+    principal, never from input); the clause starts with the dependency on that declaration.
+    """
+
+    def __init__(self, principal: Principal) -> None:
+        admin = principal.is_platform_admin
+        self.where: list[str] = ["scope.declared"]
+        self.args: list[Any] = [None if admin else principal.tenant_id, admin]
 
     def arg(self, value: Any) -> str:
         self.args.append(value)
@@ -47,7 +68,14 @@ class _Query:
         self.where.append(f"{column} = {self.arg(value)}")
 
     def clause(self) -> str:
-        return " AND ".join(self.where) if self.where else "true"
+        return " AND ".join(self.where)
+
+
+def _scoped(schema: str, inner: str) -> str:
+    """``inner`` (a SELECT whose WHERE starts with :class:`_Query`'s clause), run after the
+    statement has declared its scope for the row-level security policies."""
+    return (f"SELECT q.* FROM {schema}.declare_scope($1, $2) AS scope(declared) "  # noqa: S608
+            f"CROSS JOIN LATERAL ({inner} OFFSET 0) q")
 
 
 def _scope_tenant(query: _Query, principal: Principal, column: str) -> None:
@@ -55,6 +83,13 @@ def _scope_tenant(query: _Query, principal: Principal, column: str) -> None:
     if not principal.is_platform_admin:
         # A non-admin without a tenant sees nothing: ``= NULL`` is never true.
         query.eq(column, principal.tenant_id)
+
+
+async def create_read_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """The gateway's pool: connections as :data:`READER_ROLE`, released without a reset."""
+    return await create_pool(dsn, min_size=min_size, max_size=max_size,
+                             application_name="albatross-read-models", role=READER_ROLE,
+                             keep_session=True)
 
 
 class PostgresReadModels:
@@ -70,11 +105,14 @@ class PostgresReadModels:
     @classmethod
     async def open(cls, dsn: str, *, schema: str = READ_MODEL_SCHEMA, min_size: int = 1,
                    max_size: int = 10) -> PostgresReadModels:
-        """A pool and a checkpoint listener of its own; :meth:`close` releases both."""
-        pool = await create_pool(dsn, min_size=min_size, max_size=max_size,
-                                 application_name="albatross-read-models")
+        """A pool and a checkpoint listener of its own; :meth:`close` releases both.
+
+        Both run as :data:`READER_ROLE` (the login user switches to it at connection start).
+        """
+        pool = await create_read_pool(dsn, min_size=min_size, max_size=max_size)
         try:
-            listener = CheckpointListener(dsn, schema, checkpoint_channel(schema))
+            listener = CheckpointListener(dsn, schema, checkpoint_channel(schema),
+                                          role=READER_ROLE)
             await listener.start()
         except BaseException:
             await pool.close()
@@ -93,17 +131,17 @@ class PostgresReadModels:
     # Tenants ------------------------------------------------------------------------------
 
     async def get_tenant(self, principal: Principal, tenant_id: str) -> TenantView | None:
-        query = _Query()
+        query = _Query(principal)
         query.eq("id", tenant_id)
         _scope_tenant(query, principal, "id")
-        row = await self._pool.fetchrow(
-            f"SELECT {TENANTS.select_list()} FROM {self._s}.tenants WHERE {query.clause()}",  # noqa: S608
-            *query.args)
+        row = await self._pool.fetchrow(_scoped(
+            self._s, f"SELECT {TENANTS.select_list()} FROM {self._s}.tenants "  # noqa: S608
+                     f"WHERE {query.clause()}"), *query.args)
         return None if row is None else TenantView(**dict(row))
 
     async def list_tenants(self, principal: Principal, *, limit: int,
                            cursor: str | None) -> Page[TenantView]:
-        query = _Query()
+        query = _Query(principal)
         _scope_tenant(query, principal, "id")
         return await self._page(TENANTS, TenantView, query, TENANTS.select_list(), "created_at",
                                 "tenants", fingerprint(), limit, cursor)
@@ -119,17 +157,18 @@ class PostgresReadModels:
         return ", ".join(email if name == "email" else name for name in USERS.names)
 
     async def get_user(self, principal: Principal, user_id: str) -> UserView | None:
-        query = _Query()
+        query = _Query(principal)
         columns = self._user_columns(principal, query)
         query.eq("id", user_id)
         _scope_tenant(query, principal, "tenant_id")
-        row = await self._pool.fetchrow(
-            f"SELECT {columns} FROM {self._s}.users WHERE {query.clause()}", *query.args)  # noqa: S608
+        row = await self._pool.fetchrow(_scoped(
+            self._s, f"SELECT {columns} FROM {self._s}.users WHERE {query.clause()}"),  # noqa: S608
+            *query.args)
         return None if row is None else UserView(**dict(row))
 
     async def list_users(self, principal: Principal, *, tenant_id: str | None, role: Role | None,
                          limit: int, cursor: str | None) -> Page[UserView]:
-        query = _Query()
+        query = _Query(principal)
         columns = self._user_columns(principal, query)
         _scope_tenant(query, principal, "tenant_id")
         if tenant_id is not None:
@@ -141,7 +180,7 @@ class PostgresReadModels:
 
     async def list_api_keys(self, principal: Principal, user_id: str, *, limit: int,
                             cursor: str | None) -> Page[ApiKeyView]:
-        query = _Query()
+        query = _Query(principal)
         query.eq("k.user_id", user_id)
         if not principal.is_platform_admin:
             # policy.manage_api_keys: own tenant, and a Pilot only their own keys.
@@ -159,18 +198,18 @@ class PostgresReadModels:
     # PIREPs -------------------------------------------------------------------------------
 
     async def get_pirep(self, principal: Principal, pirep_id: str) -> PirepView | None:
-        query = _Query()
+        query = _Query(principal)
         query.eq("id", pirep_id)
         _scope_tenant(query, principal, "tenant_id")
-        row = await self._pool.fetchrow(
-            f"SELECT {PIREPS.select_list()} FROM {self._s}.pireps WHERE {query.clause()}",  # noqa: S608
-            *query.args)
+        row = await self._pool.fetchrow(_scoped(
+            self._s, f"SELECT {PIREPS.select_list()} FROM {self._s}.pireps "  # noqa: S608
+                     f"WHERE {query.clause()}"), *query.args)
         return None if row is None else PirepView(**dict(row))
 
     async def list_pireps(self, principal: Principal, *, status: PirepStatus | None,
                           pilot_id: str | None, tenant_id: str | None, limit: int,
                           cursor: str | None) -> Page[PirepView]:
-        query = _Query()
+        query = _Query(principal)
         _scope_tenant(query, principal, "tenant_id")
         if tenant_id is not None:
             query.eq("tenant_id", tenant_id)
@@ -184,19 +223,23 @@ class PostgresReadModels:
 
     async def pirep_history(self, principal: Principal,
                             pirep_id: str) -> list[HistoryItem] | None:
-        query = _Query()
+        query = _Query(principal)
         query.eq("p.id", pirep_id)
         _scope_tenant(query, principal, "p.tenant_id")
-        async with self._pool.acquire() as connection:
-            visible = await connection.fetchval(
-                f"SELECT 1 FROM {self._s}.pireps p WHERE {query.clause()}", *query.args)  # noqa: S608
-            if visible is None:
-                return None
-            rows = await connection.fetch(
-                "SELECT sequence, type, occurred_at, actor_id, data "  # noqa: S608
-                f"FROM {self._s}.pirep_history WHERE pirep_id = $1 ORDER BY sequence",
-                pirep_id)
-        return [HistoryItem(**dict(row)) for row in rows]
+        # One statement: whether the PIREP is visible, and its entries if it is.
+        rows = await self._pool.fetch(
+            "SELECT v.visible, h.sequence, h.type, h.occurred_at, h.actor_id, h.data "  # noqa: S608
+            f"FROM {self._s}.declare_scope($1, $2) AS scope(declared) "
+            "CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM "
+            f"{self._s}.pireps p WHERE {query.clause()}) AS visible OFFSET 0) v "
+            "LEFT JOIN LATERAL (SELECT sequence, type, occurred_at, actor_id, data "
+            f"FROM {self._s}.pirep_history WHERE v.visible "
+            f"AND pirep_id = {query.arg(pirep_id)} OFFSET 0) h ON true ORDER BY h.sequence",
+            *query.args)
+        if not rows or not rows[0]["visible"]:
+            return None
+        return [HistoryItem(**{k: v for k, v in row.items() if k != "visible"})
+                for row in rows if row["sequence"] is not None]
 
     # Read-your-writes ---------------------------------------------------------------------
 
@@ -226,8 +269,8 @@ class PostgresReadModels:
             query.where.append(
                 f"({order}, {id_column}) < ({query.arg(moment)}, {query.arg(last_id)})")
         source = f"{self._s}.{table.name}" + (f" {alias}" if alias else "")
-        sql = (f"SELECT {columns} FROM {source} WHERE {query.clause()} "  # noqa: S608
-               f"ORDER BY {order} DESC, {id_column} DESC LIMIT {query.arg(limit + 1)}")
+        sql = _scoped(self._s, f"SELECT {columns} FROM {source} WHERE {query.clause()} "  # noqa: S608
+                      f"ORDER BY {order} DESC, {id_column} DESC LIMIT {query.arg(limit + 1)}")
         rows = await self._pool.fetch(sql, *query.args)
         items = [view(**dict(row)) for row in rows[:limit]]
         return Page(items=items, next_cursor=self._next_cursor(
