@@ -1,0 +1,486 @@
+"""``make bench``: every benchmark in ``bench/``, each in its own process, one table.
+
+    python -m bench                 # full suite; rewrites the table in docs/performance.md
+    python -m bench --quick         # tiny sizes (CI smoke); table on stdout, docs untouched
+    python -m bench --render FILE   # the table again from a saved JSONL file, no rerun
+
+A benchmark is any ``bench/<name>.py`` whose name does not start with ``_``; it prints one
+JSON line (``bench/_common.py``) and accepts ``--quick``. Time is bounded: each bench has a
+budget (:data:`FULL_PLANS`; unknown benches get :data:`DEFAULT_FULL_BUDGET_S`), deadlines are
+cumulative (time a bench leaves unused goes to the next ones) and capped by the suite limit.
+A bench over its deadline is interrupted (SIGINT, so its ``finally`` blocks stop its servers),
+then killed with everything it started. Crashes and timeouts are failures: the table shows
+them with their reason and the runner exits non-zero. Unmet targets are results, not
+failures (``--strict`` makes them fail the run too).
+
+Servers are not shared between benches, on purpose: every bench starts its own nats-server and
+PostgreSQL from an empty directory. A shared server would carry the previous bench's streams,
+WAL and page cache into the next measurement (the projector bench already runs its lag phase
+on a PostgreSQL of its own for that reason), and the saving is small: an embedded PostgreSQL
+starts in ~1.4 s and nats-server in ~0.03 s on this machine, a few seconds for the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import datetime as dt
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO
+
+from bench import _table as table
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+DOC = ROOT / "docs" / "performance.md"
+LATEST = ROOT / "docs" / "bench" / "latest.jsonl"
+
+FULL_LIMIT_S = 600.0  # issue 9: the whole suite in at most 10 minutes on 2 cores
+QUICK_LIMIT_S = 240.0  # a hard stop for the smoke run; it normally takes 1.5-2 minutes
+QUICK_BUDGET_S = 150.0  # per bench, quick sizes
+DEFAULT_FULL_BUDGET_S = 75.0  # a bench this file has no plan for yet
+RUNNER_SLACK_S = 15.0  # kept out of the benches' budgets: start-up, stops, writing the table
+STOP_GRACE_S = 20.0  # after SIGINT, time to stop servers before everything is killed
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How the full suite runs one bench: its time budget and, if its default size cannot
+    fit, the arguments that make it fit (recorded in the table with ``why``)."""
+
+    budget_s: float
+    args: tuple[str, ...] = ()
+    why: str = ""
+
+
+# Budgets sum to at most FULL_LIMIT_S - RUNNER_SLACK_S with the default budget for the two
+# benches of issue 9 (e2e, growth). The budgets are timeouts, set ~25% above each bench's
+# expected run time on a quiet 2-core machine (estimates from the runs in docs/performance.md).
+FULL_PLANS: dict[str, Plan] = {
+    # 192 s at 1M events on a loaded machine: the 1M fill alone is ~45 s. 300k other events
+    # keep the flatness comparison (30x the small stream) and fit the suite.
+    "event_store": Plan(150.0, ("--events", "300000"),
+                        "big stream of 300,000 instead of 1,000,000 to fit 10 minutes"),
+    # 9 loads of 8 s plus set-up; 5 s per load is still ~1,000-5,000 requests per load.
+    "gateway": Plan(80.0, ("--seconds", "5"), "5 s per load instead of 8 to fit 10 minutes"),
+    # The 30 s steady-lag phase is kept; the rebuild runs over 100,000 instead of 200,000.
+    "projector": Plan(110.0, ("--events", "100000"),
+                      "rebuild of 100,000 events instead of 200,000 to fit 10 minutes"),
+    # Two fan-outs of 5,000 sockets; 25 changes instead of 50 halves the 2 x 50 s of publishing.
+    "notifier": Plan(105.0, ("--changes", "25"), "25 changes instead of 50 to fit 10 minutes"),
+}
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One bench to run: its script, arguments and time budget."""
+
+    name: str
+    script: Path
+    args: tuple[str, ...]
+    budget_s: float
+    size_note: str = ""
+
+
+def discover(directory: Path = BENCH_DIR) -> list[Path]:
+    """Every benchmark script in ``directory``: ``*.py`` not starting with ``_``."""
+    return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
+
+
+def plan_suite(scripts: Sequence[Path], *, quick: bool) -> list[BenchSpec]:
+    specs = []
+    for script in scripts:
+        name = script.stem
+        if quick:
+            specs.append(BenchSpec(name, script, ("--quick",), QUICK_BUDGET_S))
+            continue
+        plan = FULL_PLANS.get(name, Plan(DEFAULT_FULL_BUDGET_S))
+        specs.append(BenchSpec(name, script, plan.args, plan.budget_s, plan.why))
+    return specs
+
+
+# Running -------------------------------------------------------------------------------------
+
+@dataclass
+class _Output:
+    """A child's stdout kept in memory and its stderr relayed (prefixed) and kept on disk."""
+
+    stdout: list[str] = field(default_factory=list)
+    stderr_tail: list[str] = field(default_factory=list)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+    def attach(self, process: subprocess.Popen[str], name: str, log: IO[str],
+               relay: IO[str] | None) -> None:
+        def read_stdout() -> None:
+            assert process.stdout is not None
+            for text in process.stdout:
+                self.stdout.append(text)
+
+        def read_stderr() -> None:
+            assert process.stderr is not None
+            for text in process.stderr:
+                log.write(text)
+                self.stderr_tail = [*self.stderr_tail[-39:], text.rstrip("\n")]
+                if relay is not None:
+                    relay.write(f"[{name}] {text}")
+                    relay.flush()
+
+        self.threads = [threading.Thread(target=read_stdout, daemon=True),
+                        threading.Thread(target=read_stderr, daemon=True)]
+        for thread in self.threads:
+            thread.start()
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(10)
+
+
+def run_bench(spec: BenchSpec, deadline: float, *, python: str = sys.executable,
+              log_dir: Path, relay: IO[str] | None = None,
+              clock: Callable[[], float] = time.monotonic) -> table.BenchRun:
+    """Run one bench until it exits or ``deadline`` (a ``clock()`` time) passes."""
+    argv = [python, str(spec.script), *spec.args]
+    began = clock()
+    budget = max(0.0, deadline - began)
+    if budget < 1.0:
+        return table.BenchRun(spec.name, list(spec.args), spec.budget_s, "skipped", 0.0,
+                              "not started: the suite's time limit was used up",
+                              spec.size_note)
+    output = _Output()
+    log_path = log_dir / f"{spec.name}.stderr.log"
+    with log_path.open("w", encoding="utf-8") as log:
+        # A session of its own: a Ctrl-C at the terminal reaches the runner only, which then
+        # stops the bench the same way as on a timeout (and can kill its whole group).
+        process = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   errors="replace", start_new_session=True,
+                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        output.attach(process, spec.name, log, relay)
+        timed_out = False
+        try:
+            process.wait(timeout=budget)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            stop_tree(process)
+        except BaseException:  # Ctrl-C: stop the bench and its servers, then go on stopping
+            stop_tree(process)
+            raise
+        finally:
+            output.join()
+    seconds = clock() - began
+    stdout = "".join(output.stdout)
+    line = table.find_line(stdout)
+    if timed_out:
+        return table.BenchRun(spec.name, list(spec.args), spec.budget_s, "timeout", seconds,
+                              f"stopped at its deadline ({budget:.0f} s)"
+                              + _tail_hint(output.stderr_tail, log_path), spec.size_note,
+                              line)
+    if process.returncode != 0:
+        return table.BenchRun(spec.name, list(spec.args), spec.budget_s, "failed", seconds,
+                              f"exit code {process.returncode}"
+                              + _tail_hint(output.stderr_tail, log_path), spec.size_note,
+                              line)
+    if line is None:
+        return table.BenchRun(spec.name, list(spec.args), spec.budget_s, "failed", seconds,
+                              "exit code 0 but no JSON line on stdout", spec.size_note)
+    problems = table.line_problems(line)
+    if problems:
+        return table.BenchRun(spec.name, list(spec.args), spec.budget_s, "failed", seconds,
+                              "malformed JSON line: " + "; ".join(problems[:3]),
+                              spec.size_note, line)
+    return table.BenchRun(spec.name, list(spec.args), spec.budget_s, "ok", seconds, "",
+                          spec.size_note, line)
+
+
+def _tail_hint(tail: Sequence[str], log: Path) -> str:
+    """The last meaningful stderr line (usually the exception) and where the rest is."""
+    last = next((text.strip() for text in reversed(tail) if text.strip()), "")
+    return (f": {last[:300]}" if last else "") + f" (stderr: {log})"
+
+
+def stop_tree(process: subprocess.Popen[str], grace: float = STOP_GRACE_S) -> None:
+    """SIGINT to the bench's process group (its ``finally`` blocks stop its servers), then
+    SIGKILL to whatever it started that is still there, servers in their own sessions too."""
+    family = descendants(process.pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        family |= descendants(process.pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for pid in family:
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (from /proc; empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in _proc_entries():
+        children.setdefault(entry[1], []).append(entry[0])
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def _proc_entries() -> Iterator[tuple[int, int]]:
+    """(pid, parent pid) of every process."""
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+        fields = text[text.rfind(")") + 2:].split()
+        yield int(path.parent.name), int(fields[1])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def become_subreaper() -> bool:
+    """Make processes orphaned by a bench (a server it failed to stop) children of the runner,
+    so :func:`reap_leftovers` can find and stop them before the next bench measures."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(36, 1, 0, 0, 0)) == 0  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_leftovers(keep: frozenset[int] = frozenset()) -> list[str]:
+    """Stop the runner's children other than ``keep``: processes a finished bench left behind."""
+    me = os.getpid()
+    left = [pid for pid, parent in _proc_entries() if parent == me and pid not in keep]
+    names = []
+    for pid in left:
+        names.append(_name(pid))
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + 10
+    for pid in left:
+        while _alive(pid) and time.monotonic() < end:
+            time.sleep(0.1)
+        if _alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    return [name for name in names if name]
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def run_suite(specs: Sequence[BenchSpec], *, limit_s: float, log_dir: Path,
+              relay: IO[str] | None = None, reap: bool = False,
+              clock: Callable[[], float] = time.monotonic) -> list[table.BenchRun]:
+    """Run ``specs`` one after the other, never past ``limit_s`` in all.
+
+    Bench i's deadline is the start plus the budgets of benches 0..i (capped by the limit): a
+    bench that finishes early leaves its time to the next, a slow one cannot eat theirs.
+    """
+    start = clock()
+    runs: list[table.BenchRun] = []
+    planned = 0.0
+    for spec in specs:
+        planned += spec.budget_s
+        deadline = start + min(planned, limit_s)
+        if relay is not None:
+            relay.write(f"[suite] {spec.name}: starting, deadline in "
+                        f"{max(0.0, deadline - clock()):.0f} s"
+                        + (f", {' '.join(spec.args)}" if spec.args else "") + "\n")
+            relay.flush()
+        run = run_bench(spec, deadline, log_dir=log_dir, relay=relay, clock=clock)
+        if reap:
+            leftovers = reap_leftovers()
+            if leftovers:
+                run = replace(run, notes=[*run.notes, f"left {', '.join(leftovers)} running "
+                                          "(stopped by the runner)"])
+        if relay is not None:
+            relay.write(f"[suite] {spec.name}: {run.status} in {run.seconds:.1f} s"
+                        + (f" ({run.reason})" if run.reason else "") + "\n")
+            relay.flush()
+        runs.append(run)
+    return runs
+
+
+# Machine -------------------------------------------------------------------------------------
+
+def machine() -> dict[str, object]:
+    """What the suite ran on, read before the first bench starts."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 0
+    return {"cpus": cpus, "cpu_model": _cpuinfo("model name") or platform.processor() or "?",
+            "ram_gib": _ram_gib(), "system": f"{platform.system()} {platform.release()}",
+            "python": platform.python_version(),
+            "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _cpuinfo(key: str) -> str:
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for text in handle:
+            if text.lower().startswith(key):
+                return text.split(":", 1)[1].strip()
+    return ""
+
+
+def _ram_gib() -> float | None:
+    with contextlib.suppress(OSError), open("/proc/meminfo", encoding="utf-8") as handle:
+        for text in handle:
+            if text.startswith("MemTotal:"):
+                return round(int(text.split()[1]) / 1024 / 1024, 1)
+    return None
+
+
+def _commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, check=True,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, check=True, capture_output=True, text=True,
+                               timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return head + (" + uncommitted changes" if dirty else "")
+
+
+# Command line ------------------------------------------------------------------------------
+
+def write_doc(doc: Path, suite: table.Suite, runs: Sequence[table.BenchRun],
+              source: str) -> None:
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Performance\n"
+    doc.write_text(table.splice(text, table.render(suite, runs, source=source)),
+                   encoding="utf-8")
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    raw_args = list(argv if argv is not None else sys.argv[1:])
+    if args.render is not None:
+        suite, runs = table.from_jsonl(args.render.read_text(encoding="utf-8"))
+        return _publish(args, suite, runs, _relative(args.render), to_doc=not args.no_doc)
+
+    scripts = discover()
+    if args.only:
+        unknown = set(args.only) - {s.stem for s in scripts}
+        if unknown:
+            print(f"no such bench: {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        scripts = [s for s in scripts if s.stem in args.only]
+    specs = plan_suite(scripts, quick=args.quick)
+    limit = QUICK_LIMIT_S if args.quick else FULL_LIMIT_S
+    # Quick runs are smoke tests and subsets are partial: neither may rewrite the docs' table.
+    to_doc = not (args.quick or args.only or args.no_doc)
+    out = args.out or (Path(tempfile.gettempdir()) / "albatross-bench-quick.jsonl"
+                       if args.quick else LATEST)
+    suite = table.Suite(
+        date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        command=shlex.join(["python", "-m", "bench", *raw_args]),
+        mode="quick" if args.quick else "full", machine=machine(), limit_s=limit,
+        commit=_commit())
+    log_dir = Path(tempfile.mkdtemp(prefix="albatross-bench-logs-"))
+    reap = become_subreaper()
+    print(f"[suite] {len(specs)} benches: {', '.join(s.name for s in specs)}; limit "
+          f"{limit:.0f} s; stderr logs in {log_dir}", file=sys.stderr, flush=True)
+    began = time.monotonic()
+    try:
+        runs = run_suite(specs, limit_s=limit - RUNNER_SLACK_S, log_dir=log_dir,
+                         relay=sys.stderr, reap=reap)
+    except KeyboardInterrupt:
+        print("[suite] interrupted; nothing written", file=sys.stderr)
+        return 130
+    suite = _with_seconds(suite, began)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table.to_jsonl(suite, runs), encoding="utf-8")
+    print(f"[suite] raw lines: {out}", file=sys.stderr)
+    return _publish(args, suite, runs, _relative(out), to_doc=to_doc)
+
+
+def _with_seconds(suite: table.Suite, began: float) -> table.Suite:
+    record = suite.record()
+    record.pop("kind")
+    record["seconds"] = round(time.monotonic() - began, 1)
+    return table.Suite(**record)
+
+
+def _publish(args: argparse.Namespace, suite: table.Suite, runs: Sequence[table.BenchRun],
+             source: str, *, to_doc: bool) -> int:
+    if to_doc:
+        write_doc(args.doc, suite, runs, source)
+        print(f"[suite] table written to {args.doc}", file=sys.stderr)
+    else:
+        sys.stdout.write(table.render(suite, runs, source=source))
+    failed = [run for run in runs if run.status != "ok"]
+    unmet = [f"{run.name}: {t['name']}" for run in runs if run.line
+             for t in run.line.get("targets", []) if t.get("met") is not True]
+    for run in failed:
+        print(f"[suite] FAILED {run.name}: {run.status}: {run.reason}", file=sys.stderr)
+    if unmet:
+        print(f"[suite] {len(unmet)} target(s) not met: {'; '.join(unmet)}", file=sys.stderr)
+    if failed or (args.strict and unmet):
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench",
+                                     description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="every bench at its tiny --quick size (CI smoke); the table goes "
+                             "to stdout, docs/performance.md is not touched")
+    parser.add_argument("--only", action="append", metavar="NAME",
+                        help="run only this bench (repeatable); the docs are not touched")
+    parser.add_argument("--out", type=Path,
+                        help="JSONL file for the raw lines (default: docs/bench/latest.jsonl, "
+                             "or a temporary file with --quick)")
+    parser.add_argument("--doc", type=Path, default=DOC,
+                        help="document whose marked table is regenerated")
+    parser.add_argument("--no-doc", action="store_true",
+                        help="print the table instead of writing it into the document")
+    parser.add_argument("--render", type=Path, metavar="JSONL",
+                        help="regenerate the table from a saved JSONL file; runs nothing")
+    parser.add_argument("--strict", action="store_true",
+                        help="exit non-zero when a target is not met, too")
+    return parser
