@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import typing
 from typing import Any
 
 import msgspec
@@ -34,7 +35,8 @@ def build_openapi(operations: tuple[Operation, ...], *, version: str = "1.0.0") 
     schema_of = dict(zip(map(id, types), schemas, strict=True))
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        paths.setdefault(API + op.path, {})[op.method.lower()] = _operation(op, schema_of)
+        operation = _operation(op, schema_of, operations)
+        paths.setdefault(API + op.path, {})[op.method.lower()] = operation
     return {
         "openapi": "3.1.0",
         "info": {"title": "Albatross API", "version": version,
@@ -54,7 +56,8 @@ def build_openapi(operations: tuple[Operation, ...], *, version: str = "1.0.0") 
     }
 
 
-def _operation(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
+def _operation(op: Operation, schema_of: dict[int, Any],
+               operations: tuple[Operation, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary,
                            "tags": [op.tag]}
     parameters: list[dict[str, Any]] = [
@@ -79,17 +82,21 @@ def _operation(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
         out["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": schema_of[id(op.body)]}}}
     out["security"] = [{"bearer": []}, {"apiKey": []}] if op.auth else []
-    out["responses"] = _responses(op, schema_of)
+    out["responses"] = _responses(op, schema_of, operations)
     return out
 
 
-def _responses(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
+def _responses(op: Operation, schema_of: dict[int, Any],
+               operations: tuple[Operation, ...]) -> dict[str, Any]:
     headers: dict[str, Any] = {"Albatross-Sequence": _SEQUENCE_HEADER} if op.is_command else {}
     success: dict[str, Any] = {"description": "Success"}
     if headers:
         success["headers"] = headers
     if op.response is not None:
         success["content"] = {"application/json": {"schema": schema_of[id(op.response)]}}
+    links = _links(op, operations)
+    if links:
+        success["links"] = links
     responses: dict[str, Any] = {str(op.status): success}
     by_status: dict[int, list[str]] = {}
     implied = ["internal"]
@@ -111,3 +118,52 @@ def _responses(op: Operation, schema_of: dict[int, Any]) -> dict[str, Any]:
             entry["headers"] = {"Retry-After": _RETRY_HEADER}
         responses[str(status)] = entry
     return responses
+
+
+def _fields(struct: Any) -> tuple[str, ...]:
+    # A parametrised generic (PageOf[TenantView]) keeps its fields on its origin class.
+    return tuple(getattr(typing.get_origin(struct) or struct, "__struct_fields__", ()))
+
+
+def _produced_id(op: Operation, operations: tuple[Operation, ...]) -> tuple[str, str] | None:
+    """The path parameter that ``op``'s success response names, with its runtime expression:
+    a create (``POST /tenants`` -> ``tenant_id`` = the body's ``id``) or a list (its first
+    item's ``id``). Read off the route table: the parameter right below ``op``'s path."""
+    below = re.compile(re.escape(op.path) + r"/{([a-z_]+)}")
+    names = {m.group(1) for t in operations if (m := below.match(t.path)) is not None}
+    if len(names) != 1:
+        return None
+    fields = _fields(op.response)
+    if op.method == "POST" and op.status == 201 and "id" in fields:
+        return names.pop(), "$response.body#/id"
+    if op.method == "GET" and "items" in fields:
+        return names.pop(), "$response.body#/items/0/id"
+    return None
+
+
+def _links(op: Operation, operations: tuple[Operation, ...]) -> dict[str, Any]:
+    """OpenAPI links from ``op``'s success to every operation whose path parameters it knows
+    (its own, plus the id it creates or lists), and to request bodies and query filters that
+    take the created id (``POST /tenants`` -> ``POST /users`` with ``tenant_id``). Derived
+    from the route table, so stateful clients (schemathesis) chain a new endpoint at once."""
+    known = {name: f"$request.path.{name}" for name in _PATH_PARAM.findall(op.path)}
+    produced = _produced_id(op, operations)
+    if produced is not None:
+        known[produced[0]] = produced[1]
+    links: dict[str, Any] = {}
+    for target in operations:
+        if target is op:
+            continue
+        wanted = _PATH_PARAM.findall(target.path)
+        link: dict[str, Any] = {"operationId": target.operation_id}
+        if wanted and set(wanted) <= known.keys():
+            link["parameters"] = {f"path.{name}": known[name] for name in wanted}
+        elif produced is not None and not wanted:
+            name, expression = produced
+            if name in _fields(target.body):
+                link["requestBody"] = {name: expression}
+            elif any(p.name == name for p in target.query):
+                link["parameters"] = {f"query.{name}": expression}
+        if len(link) > 1:
+            links[target.operation_id] = link
+    return links
