@@ -1,16 +1,18 @@
-"""Writes a batch of events into the read-model tables, in the caller's transaction.
+"""Writes a batch of events into the read-model tables, atomically, in two round trips.
 
-:meth:`BatchApplier.apply` locks the checkpoint row, drops every record at or below it (a
-redelivery), preloads the rows the rest reference, runs the pure projection
-(:mod:`albatross.application.projections`) over them, and writes back the dirty rows, the PIREP
-history, the change outbox, the poison records and the new checkpoint, all in the one
-transaction the caller opened. Committed together, rows and checkpoint can never disagree:
-replaying any prefix of the stream again changes nothing.
+:meth:`BatchApplier.apply` reads the checkpoint together with every row the batch references
+(one query), drops every record at or below the checkpoint (a redelivery), runs the pure
+projection (:mod:`albatross.application.projections`) over the rest, and writes back the dirty
+rows, the PIREP history, the change outbox, the poison records and the new checkpoint in ONE
+statement of data-modifying CTEs over ``unnest`` arrays. That statement is its own transaction
+and is guarded: it moves the checkpoint only from the value the batch was projected against,
+and every other part of it is conditional on that move, so rows and checkpoint can never
+disagree, a concurrent writer (a rebuild's swap, a second applier) makes the whole batch a
+no-op (:class:`CheckpointMoved`), and replaying any prefix of the stream changes nothing.
 
-A batch costs four statements whatever its size: lock the checkpoint, preload (one query for
-every table), write (one statement of data-modifying CTEs over ``unnest`` arrays: rows,
-history, outbox, checkpoint and NOTIFY), and poison records when there are any. Round trips,
-not rows, are what a small batch pays for.
+Round trips, not rows, are what a small batch pays for (and each one waits for two processes
+to be scheduled on a busy machine): a batch costs two whatever its size, where a transaction
+with a row lock cost five (BEGIN, lock, preload, write, COMMIT).
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ class Poison:
 Incoming = RecordedEvent | Poison
 
 
+class CheckpointMoved(Exception):
+    """The checkpoint changed between a batch's read and its write: nothing was written."""
+
+
 @dataclass
 class BatchResult:
     applied: int = 0
@@ -85,17 +91,18 @@ class BatchApplier:
         self._preload_sql = self._build_preload()
         self._write_sql = self._build_write()
 
-    async def checkpoint(self, connection: Connection, *, lock: bool = False) -> int:
-        suffix = " FOR UPDATE" if lock else ""
+    async def checkpoint(self, connection: Connection) -> int:
         value: int = await connection.fetchval(
-            f"SELECT last_sequence FROM {self._s}.projection_checkpoint{suffix}")  # noqa: S608
+            f"SELECT last_sequence FROM {self._s}.projection_checkpoint")  # noqa: S608
         return value
 
     async def apply(self, connection: Connection, batch: Sequence[Incoming]) -> BatchResult:
-        """Apply ``batch`` (any order, duplicates allowed); call inside a transaction."""
-        # Locking the checkpoint row first serialises appliers (a rebuild's final swap
-        # takes the same lock) and makes the "already applied" test exact.
-        current = await self.checkpoint(connection, lock=True)
+        """Apply ``batch`` (any order, duplicates allowed), atomically; in a transaction or not.
+
+        Raises :class:`CheckpointMoved` (having written nothing) when another writer moved
+        the checkpoint meanwhile.
+        """
+        current, state = await self._preload(connection, batch)
         fresh: dict[int, Incoming] = {}
         for record in batch:
             if record.sequence > current:
@@ -104,7 +111,6 @@ class BatchApplier:
         if not fresh:
             return result
         ordered = [fresh[seq] for seq in sorted(fresh)]
-        state = await self._preload(connection, ordered)
         history: list[tuple[Any, ...]] = []
         outbox: list[tuple[Any, ...]] = []
         for record in ordered:
@@ -124,34 +130,36 @@ class BatchApplier:
             for ordinal, change in enumerate(outcome.changes):
                 outbox.append((record.sequence, ordinal, change.subject,
                                self._encode(change.message)))
-        if result.poison:
-            await connection.executemany(
-                f"INSERT INTO {self._s}.poison_events (sequence, subject, reason, payload) "  # noqa: S608
-                "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                [(p.sequence, p.subject, p.reason, p.payload) for p in result.poison])
-        result.checkpoint = ordered[-1].sequence
-        result.changes = len(outbox)
+        poison = [(p.sequence, p.subject, p.reason, p.payload) for p in result.poison]
+        checkpoint = ordered[-1].sequence
         # The NOTIFY in it is delivered on commit only, so a woken reader sees the rows.
-        await connection.execute(self._write_sql, *self._row_arrays(state),
-                                 *_columns(history, 6), *_columns(outbox, 4),
-                                 result.checkpoint, *([self._channel] if self._notify else []))
+        written = await connection.fetchrow(
+            self._write_sql, *self._row_arrays(state), *_columns(history, 6),
+            *_columns(outbox, 4), *_columns(poison, 4), current, checkpoint,
+            *([self._channel] if self._notify else []))
+        if written is None:
+            raise CheckpointMoved(f"the checkpoint is no longer {current}")
+        result.checkpoint = checkpoint
+        result.changes = len(outbox)
         return result
 
     async def _preload(self, connection: Connection,
-                       records: Iterable[Incoming]) -> ProjectionState:
-        """Every row the batch references, in one query (a review's pilot included)."""
+                       records: Iterable[Incoming]) -> tuple[int, ProjectionState]:
+        """The checkpoint and every row the batch references, in one query (a review's pilot
+        included)."""
         refs = Refs()
         for record in records:
             if isinstance(record, RecordedEvent):
                 refs.update(references(record.event))
         state = ProjectionState()
-        if not (refs.pireps or refs.api_keys or refs.users or refs.tenants):
-            return state
         rows = await connection.fetch(self._preload_sql, list(refs.pireps),
                                       list(refs.api_keys), list(refs.users), list(refs.tenants))
+        checkpoint = 0
         for row in rows:
             kind, data = row["kind"], row["row"]
-            if kind == "pirep":
+            if kind == "checkpoint":
+                checkpoint = int(data)
+            elif kind == "pirep":
                 pirep = msgspec.convert(data, PirepView, strict=False)
                 state.pireps[pirep.id] = pirep
             elif kind == "apikey":
@@ -163,12 +171,14 @@ class BatchApplier:
             else:
                 tenant = msgspec.convert(data, TenantView, strict=False)
                 state.tenants[tenant.id] = tenant
-        return state
+        return checkpoint, state
 
     def _build_preload(self) -> str:
         s = self._s
         return (
-            f"SELECT 'pirep' AS kind, to_jsonb(p.*) AS row FROM {s}.pireps p "  # noqa: S608
+            f"SELECT 'checkpoint' AS kind, to_jsonb(last_sequence) AS row "  # noqa: S608
+            f"FROM {s}.projection_checkpoint "
+            f"UNION ALL SELECT 'pirep', to_jsonb(p.*) FROM {s}.pireps p "
             "WHERE p.id = ANY($1::text[]) "
             f"UNION ALL SELECT 'apikey', to_jsonb(k.*) FROM {s}.api_keys k "
             "WHERE k.id = ANY($2::text[]) "
@@ -192,27 +202,35 @@ class BatchApplier:
                 out.append(f"${number}::{pgtype}[]")
             return ", ".join(out)
 
+        # Every part reads `c` (the guarded checkpoint move), so it runs only if that moved.
+        guarded = "WHERE EXISTS (SELECT 1 FROM c)"
         for index, table in enumerate(RESOURCE_TABLES):
             names = table.names
             # Rows are preloaded before projection, so a written row is the whole truth.
             updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in names[1:])
             unnest = arrays([pgtype for _, pgtype in table.columns])
             parts.append(f"r{index} AS (INSERT INTO {s}.{table.name} ({', '.join(names)}) "  # noqa: S608
-                         f"SELECT * FROM unnest({unnest}) "
+                         f"SELECT * FROM unnest({unnest}) {guarded} "
                          f"ON CONFLICT (id) DO UPDATE SET {updates})")
         history = arrays(["text", "bigint", "text", "timestamptz", "text", "jsonb"])
         parts.append(f"h AS (INSERT INTO {s}.pirep_history "  # noqa: S608
                      "(pirep_id, sequence, type, occurred_at, actor_id, data) "
-                     f"SELECT * FROM unnest({history}) ON CONFLICT DO NOTHING)")
+                     f"SELECT * FROM unnest({history}) {guarded} ON CONFLICT DO NOTHING)")
         outbox = arrays(["bigint", "smallint", "text", "bytea"])
         parts.append(f"o AS (INSERT INTO {s}.change_outbox "  # noqa: S608
                      "(event_sequence, ordinal, subject, payload) "
-                     f"SELECT * FROM unnest({outbox}))")
-        parts.append(f"c AS (UPDATE {s}.projection_checkpoint SET last_sequence = "  # noqa: S608
-                     f"${number + 1}, updated_at = now() RETURNING last_sequence)")
-        final = (f"SELECT pg_notify(${number + 2}, last_sequence::text) FROM c" if self._notify  # noqa: S608
-                 else "SELECT last_sequence FROM c")
-        return "WITH " + ", ".join(parts) + " " + final
+                     f"SELECT * FROM unnest({outbox}) {guarded})")
+        poison = arrays(["bigint", "text", "text", "bytea"])
+        parts.append(f"p AS (INSERT INTO {s}.poison_events "  # noqa: S608
+                     "(sequence, subject, reason, payload) "
+                     f"SELECT * FROM unnest({poison}) {guarded} ON CONFLICT DO NOTHING)")
+        expected, new = number + 1, number + 2
+        guard = (f"c AS (UPDATE {s}.projection_checkpoint SET last_sequence = ${new}, "  # noqa: S608
+                 f"updated_at = now() WHERE last_sequence = ${expected} "
+                 "RETURNING last_sequence)")
+        final = (f"SELECT last_sequence, pg_notify(${new + 1}, last_sequence::text) FROM c"  # noqa: S608
+                 if self._notify else "SELECT last_sequence FROM c")
+        return "WITH " + ", ".join([guard, *parts]) + " " + final
 
     def _row_arrays(self, state: ProjectionState) -> list[list[Any]]:
         """The dirty rows of every resource table, as ``unnest`` column arrays."""

@@ -153,7 +153,7 @@ async def swap_in(nc: NATS, connection: Connection, stream: str, codec: EventCod
     retired = schema_identifier(RETIRED_SCHEMA)
     applier = BatchApplier(shadow, outbox=False, notify=False)
     async with connection.transaction():
-        # The live applier locks this row first in every batch: it now waits for the swap.
+        # The live applier's guarded write needs this table: it now waits for the swap.
         await connection.execute(
             f"LOCK TABLE {live}.projection_checkpoint IN EXCLUSIVE MODE")
         checkpoint: int = await connection.fetchval(

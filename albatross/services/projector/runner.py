@@ -1,7 +1,8 @@
-"""The projector's main loop: lead, then fetch → apply in one transaction → ack → publish.
+"""The projector's main loop: lead, then fetch → apply in one statement → ack → publish.
 
 Exactly-once effect: a batch's rows, outbox rows and checkpoint commit together on the leader's
-lock connection, the ack goes out only after the commit, and whatever is delivered again is at
+lock connection (one guarded statement, see :mod:`albatross.adapters.postgres.applier`), the
+ack goes out only after the commit, and whatever is delivered again is at
 or below the checkpoint and skipped. A crash anywhere in between loses nothing (un-acked events
 come back) and doubles nothing (the checkpoint filters them).
 """
@@ -119,9 +120,8 @@ class Projector:
 
     async def _apply(self, leadership: Leadership, delivery: Delivery) -> int:
         started = time.monotonic()
-        connection = leadership.connection
-        async with connection.transaction():
-            result = await self._applier.apply(connection, delivery.records)
+        # One atomic, checkpoint-guarded statement: no transaction of its own needed.
+        result = await self._applier.apply(leadership.connection, delivery.records)
         committed = datetime.now(UTC)
         # After the commit only: an ack lost now merely brings back duplicates.
         with contextlib.suppress(NatsError, JetStreamError, TimeoutError):
