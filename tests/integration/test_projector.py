@@ -523,3 +523,45 @@ async def test_rebuild_command_swaps_and_reports_progress_as_log_lines(
     assert '"rebuild finished"' in text
     assert "\r[" not in text  # not a terminal: no progress bar
     assert await table_rows(dsn, "read_model") == before
+
+
+class MovesCheckpointBeforeWrite:
+    """A connection on which another writer moves the checkpoint between read and write."""
+
+    def __init__(self, connection: Any, schema: str) -> None:
+        self._connection = connection
+        self._schema = schema
+
+    async def fetch(self, *args: Any) -> Any:
+        return await self._connection.fetch(*args)
+
+    async def fetchrow(self, *args: Any) -> Any:
+        await self._connection.execute(
+            f"UPDATE {self._schema}.projection_checkpoint SET last_sequence = last_sequence + 1")
+        return await self._connection.fetchrow(*args)
+
+
+async def test_a_batch_whose_checkpoint_moved_meanwhile_writes_nothing(dsn: str) -> None:
+    from albatross.adapters.postgres.applier import CheckpointMoved
+    from albatross.ports import RecordedEvent
+
+    connection = await connect(dsn)
+    try:
+        await migrate(connection, "moved", fresh=True)
+        applier = BatchApplier("moved", notify=False)
+        batch = [RecordedEvent(1, StreamId("tenant", "t1"), TenantCreated(
+            tenant_id="t1", name="One Air", icao="ONE", iata=None),
+            datetime(2026, 11, 26, tzinfo=UTC), "admin")]
+        with pytest.raises(CheckpointMoved):
+            await applier.apply(MovesCheckpointBeforeWrite(connection, "moved"), batch)
+        assert await connection.fetchval("SELECT count(*) FROM moved.tenants") == 0
+        assert await connection.fetchval("SELECT count(*) FROM moved.change_outbox") == 0
+        assert await applier.checkpoint(connection) == 1  # only the other writer's move
+        # From the checkpoint it finds now, the same event is a redelivery: nothing to do.
+        assert (await applier.apply(connection, batch)).applied == 0
+        await connection.execute("UPDATE moved.projection_checkpoint SET last_sequence = 0")
+        assert (await applier.apply(connection, batch)).applied == 1
+        assert await connection.fetchval("SELECT count(*) FROM moved.tenants") == 1
+        assert await connection.fetchval("SELECT count(*) FROM moved.change_outbox") == 1
+    finally:
+        await connection.close()
