@@ -165,8 +165,30 @@ def from_jsonl(text: str) -> tuple[Suite, list[BenchRun]]:
 # Key results ---------------------------------------------------------------------------------
 
 # (label, dotted path into the bench's line, unit). A path the line lacks is left out, so a
-# bench that changes shape loses a figure here instead of breaking the table.
+# bench that changes shape loses a figure here instead of breaking the table. An empty label
+# continues the previous figure ("p50 / p99 at 100/s 12 ms / 40 ms").
 KEY_RESULTS: dict[str, list[tuple[str, str, str]]] = {
+    "e2e": [
+        ("p50 / p99 at 100/s", "results.at_100_per_s.e2e.p50_ms", " ms"),
+        ("", "results.at_100_per_s.e2e.p99_ms", " ms"),
+        ("p50 / p99 / p999 at 500/s", "results.at_500_per_s.e2e.p50_ms", " ms"),
+        ("", "results.at_500_per_s.e2e.p99_ms", " ms"),
+        ("", "results.at_500_per_s.e2e.p999_ms", " ms"),
+        ("baseline pipeline p99 at 500/s", "baselines.minimal_pipeline_at_500_per_s.e2e.p99_ms",
+         " ms"),
+        ("max sustainable rate", "results.max_sustainable_rate_per_s", "/s"),
+    ],
+    "growth": [
+        ("events, small / large store", "results.size.small_events", ""),
+        ("", "results.size.large_events", ""),
+        ("POST p99 small / large", "results.small.post.p99_ms", " ms"),
+        ("", "results.large.post.p99_ms", " ms"),
+        ("list p99 small / large", "results.small.list.p99_ms", " ms"),
+        ("", "results.large.list.p99_ms", " ms"),
+        ("GET by id p99 small / large", "results.small.get.p99_ms", " ms"),
+        ("", "results.large.get.p99_ms", " ms"),
+        ("projector catch-up", "results.large_fill.projector_catch_up_per_s", " events/s"),
+    ],
     "event_store": [
         ("append, 64 writers, sync always", "results.append.sync_always.64.per_s", "/s"),
         ("raw js.publish, 64 writers, sync always",
@@ -211,10 +233,16 @@ def key_results(name: str, line: Mapping[str, Any]) -> list[str]:
     picked: list[str] = []
     known = KEY_RESULTS.get(name)
     if known is not None:
+        head_shown = False  # whether the figure a continuation belongs to was shown
         for label, path, unit in known:
             value = _at(line, path)
-            if _is_number(value):
-                picked.append(f"{label} {format_number(value)}{unit}")
+            if label:
+                head_shown = False
+                if _is_number(value):
+                    head_shown = True
+                    picked.append(f"{label} {format_number(value)}{unit}")
+            elif head_shown and _is_number(value):
+                picked[-1] += f" / {format_number(value)}{unit}"
         return picked
     # A bench the table does not know yet: its rates and latencies, by their path.
     for path, value in _leaves(line.get("results", {}), "", depth=4):
