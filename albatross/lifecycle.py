@@ -98,6 +98,8 @@ class _Watchdog:
     """
 
     _POLL_SECONDS = 0.05
+    # Until armed nothing can be late: wake rarely (each wake takes the GIL from the loop).
+    _IDLE_POLL_SECONDS = 0.5
 
     def __init__(self, name: str, deadline: float, err: TextIO) -> None:
         self._name = name
@@ -123,7 +125,7 @@ class _Watchdog:
             armed_at = self._armed_at
             if armed_at is not None and time.monotonic() - armed_at >= self._deadline:
                 self._fire()
-            time.sleep(self._POLL_SECONDS)
+            time.sleep(self._IDLE_POLL_SECONDS if armed_at is None else self._POLL_SECONDS)
 
     def _fire(self) -> None:
         message = (f"{self._name}: error: did not stop within {self._deadline:g} s "
