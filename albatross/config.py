@@ -34,6 +34,12 @@ def _optional_str(raw: str) -> str | None:
     return raw or None
 
 
+def _login_password(raw: str) -> str | None:
+    if raw and not (raw.isascii() and raw.isprintable()):
+        raise ConfigError("expected printable ASCII characters")
+    return raw or None
+
+
 def _path(raw: str) -> Path:
     return Path(raw)
 
@@ -73,6 +79,12 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "embedded nats-server."),
     SettingSpec("database_url", "ALBATROSS_DATABASE_URL", "", _optional_str,
                 "PostgreSQL DSN. Empty: `albatross up` starts an embedded PostgreSQL."),
+    SettingSpec("database_reader_password", "ALBATROSS_DATABASE_READER_PASSWORD", "",
+                _login_password,
+                "Bootstrap: lets the gateway's read-only role `albatross_reader` log in with "
+                "this password (printable ASCII), so a gateway can be given its own "
+                "`ALBATROSS_DATABASE_URL` as that role. Empty: the role stays NOLOGIN and the "
+                "gateway switches to it from the owner's login (docs/security.md)."),
     SettingSpec("data_dir", "ALBATROSS_DATA_DIR", ".albatross", _path,
                 "Where the embedded servers keep their data (survives restarts)."),
     SettingSpec("http_host", "ALBATROSS_HTTP_HOST", "127.0.0.1", str,
@@ -112,6 +124,7 @@ class Settings:
 
     nats_url: str | None
     database_url: str | None
+    database_reader_password: str | None
     data_dir: Path
     http_host: str
     http_port: int

@@ -12,12 +12,14 @@ each with an API key; one PIREP per tenant with one history entry.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
@@ -29,7 +31,9 @@ from albatross.adapters.postgres.read_models import (
     _scoped,
     create_read_pool,
 )
+from albatross.adapters.postgres.roles import scram_verifier
 from albatross.application.principal import Principal
+from albatross.services.bootstrap.main import enable_reader_login
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -331,3 +335,49 @@ async def test_a_read_costs_one_round_trip(world: World) -> None:
             await pool.close()
     assert figures["after"] == dict.fromkeys(reads, 1.0), figures
     assert figures["before"] == dict.fromkeys(reads, 2.0), figures
+
+
+# The reader as a login role (ALBATROSS_DATABASE_READER_PASSWORD) ------------------------------
+
+def test_the_scram_verifier_is_postgresql_s_layout() -> None:
+    # RFC 7677's test vector: user "user", password "pencil", this salt, 4096 iterations.
+    salt = base64.b64decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+    assert scram_verifier("pencil", salt=salt) == (
+        "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+        "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+        "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=")
+    with pytest.raises(ValueError, match="printable ASCII"):
+        scram_verifier("pâssword")
+
+
+def _login_as(dsn: str, user: str, password: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
+
+
+async def test_a_gateway_logged_in_as_the_reader_cannot_become_the_owner(world: World) -> None:
+    password = f"reader-{uuid.uuid4().hex}"
+    await enable_reader_login(world.dsn, password)
+    owner_name = await world.owner.fetchval("SELECT session_user")
+    try:
+        reader = await asyncpg.connect(world.dsn, user=READER_ROLE, password=password)
+        try:
+            assert await reader.fetchval("SELECT session_user") == READER_ROLE
+            for escape in (f"SET ROLE {owner_name}", f"SET SESSION AUTHORIZATION {owner_name}",
+                           f"SELECT set_config('role', '{owner_name}', false)"):
+                with pytest.raises(asyncpg.exceptions.InsufficientPrivilegeError):
+                    await reader.execute(escape)
+            await reader.execute("RESET ROLE")
+            assert await reader.fetchval("SELECT current_user") == READER_ROLE
+        finally:
+            await reader.close()
+        # The read models work unchanged over that login (the switch to the role is a no-op).
+        pool = await create_read_pool(_login_as(world.dsn, READER_ROLE, password), max_size=1)
+        try:
+            assert await pool.fetchval("SELECT session_user") == READER_ROLE
+            assert await _keys(pool, world.scoped("pireps"), "ta", False) == {"p-a"}
+        finally:
+            await pool.close()
+    finally:
+        await world.owner.execute(f"ALTER ROLE {READER_ROLE} NOLOGIN PASSWORD NULL")

@@ -1,7 +1,8 @@
 """``albatross-bootstrap``: make everything the services need exist, then exit.
 
 1. the JetStream topology (streams and KV buckets), created or updated;
-2. the PostgreSQL read-model migrations, when ``ALBATROSS_DATABASE_URL`` is set;
+2. the PostgreSQL read-model migrations, when ``ALBATROSS_DATABASE_URL`` is set (and, with
+   ``ALBATROSS_DATABASE_READER_PASSWORD``, the gateway's read-only role as a login role);
 3. the first PlatformAdmin (``ALBATROSS_ADMIN_EMAIL``), with ``ALBATROSS_ADMIN_PASSWORD`` or a
    generated one-time password printed once to stdout (to be changed at first login).
 
@@ -48,6 +49,12 @@ async def migrate(database_url: str) -> list[str]:
                                     timeout=60)
 
 
+async def enable_reader_login(database_url: str, password: str) -> None:
+    from albatross.adapters.postgres.roles import enable_reader_login as enable
+
+    await connect_dependency("PostgreSQL", enable(database_url, password), timeout=30)
+
+
 async def bootstrap(settings: Settings, *, out: TextIO | None = None,
                     hasher: PasswordHasher | None = None) -> None:
     log = get_logger("bootstrap")
@@ -73,6 +80,10 @@ async def bootstrap(settings: Settings, *, out: TextIO | None = None,
         if settings.database_url:
             applied = await migrate(settings.database_url)
             log.info("migrations applied", applied=applied)
+            if settings.database_reader_password:
+                await enable_reader_login(settings.database_url,
+                                          settings.database_reader_password)
+                log.info("the gateway's read-only role can log in")
         else:
             log.info("ALBATROSS_DATABASE_URL not set: migrations skipped")
         store = JetStreamEventStore(nc, EventCodec(default_registry()), topology.events_stream)
