@@ -383,7 +383,8 @@ def splice(document: str, block: str) -> str:
             stop += 1
         return document[:start] + block + document[stop:]
     if begins or ends:
-        raise ValueError(f"expected one {BEGIN} and one {END}, found {begins} and {ends}")
+        raise ValueError(f"expected one begin marker {BEGIN} and one end marker {END}, "
+                         f"found {begins} and {ends}")
     lines = document.splitlines(keepends=True)
     for index, text in enumerate(lines):
         if text.startswith("# "):
