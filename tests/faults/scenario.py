@@ -1,0 +1,184 @@
+"""One fault under load, start to finish: load, fault, recovery, convergence, checks, figures.
+
+``ALBATROSS_FAULT_ROUNDS`` (default 1) repeats each fault that many times within one load:
+``make soak`` raises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from albatross.infra.nats_server import NatsCluster, NatsServer
+from albatross.infra.postgres_server import PostgresServer
+from tests.faults.load import Load
+from tests.faults.mesh import Mesh
+from tests.faults.targets import RECOVERY_TARGETS, SLACK
+from tests.faults.verify import Verdict, verify
+from tests.reliability_figures import record
+
+WARM_UP = 1.5  # seconds of load before the first fault
+SETTLE = 1.5  # seconds of load after the last recovery
+
+
+def rounds() -> int:
+    return max(1, int(os.environ.get("ALBATROSS_FAULT_ROUNDS", "1")))
+
+
+@dataclass
+class Recovery:
+    """Seconds from a service's restart to the first successful command, query, catch-up."""
+
+    command_s: float = 0.0
+    query_s: float = 0.0
+    caught_up_s: float = 0.0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def worst(self) -> float:
+        return max(self.command_s, self.query_s, self.caught_up_s, *self.extra.values())
+
+
+@dataclass
+class Outcome:
+    load: Load
+    verdict: Verdict
+    recoveries: list[Recovery]
+
+    @property
+    def recovery_s(self) -> float:
+        return max(r.worst for r in self.recoveries)
+
+
+async def measure_recovery(mesh: Mesh, load: Load, back_at: float, *,
+                           socket: bool = False) -> Recovery:
+    """How long after ``back_at`` commands, queries, the read models (and sockets) work."""
+    target = load.max_sequence  # every command acknowledged so far
+    command_s, query_s = await asyncio.gather(load.wait_ok_after(back_at, "command"),
+                                              load.wait_ok_after(back_at, "query"))
+    await mesh.wait_caught_up(target)
+    recovery = Recovery(command_s, query_s, time.monotonic() - back_at)
+    if socket:
+        recovery.extra["socket_s"] = await load.wait_socket_after(back_at)
+    return recovery
+
+
+@asynccontextmanager
+async def loaded(mesh: Mesh, seed: int, *, pilots: int = 2) -> AsyncIterator[Load]:
+    """A fresh tenant under load; the load stops (commands finish) when the block ends."""
+    crew = await mesh.crew(pilots)
+    load = Load(mesh.gateway, crew, seed=seed)
+    async with load.running():
+        await asyncio.sleep(WARM_UP)
+        yield load
+        await asyncio.sleep(SETTLE)
+        await load.stop_commands()
+        load.verdict = await verify(mesh, load)
+
+
+async def run_fault(mesh: Mesh, kind: str, seed: int,
+                    inject: Callable[[Load, random.Random], Awaitable[Recovery]]) -> Outcome:
+    """Inject ``rounds()`` faults at random moments under load, then check and record."""
+    rng = random.Random(seed)
+    recoveries: list[Recovery] = []
+    async with loaded(mesh, seed) as load:
+        for _ in range(rounds()):
+            await asyncio.sleep(rng.uniform(0.2, 1.5))
+            recoveries.append(await inject(load, rng))
+    outcome = Outcome(load, load.verdict, recoveries)
+    record(kind, faults=len(recoveries), acknowledged=outcome.verdict.acknowledged,
+           lost=outcome.verdict.lost, duplicates=outcome.verdict.duplicates,
+           errors_5xx=len(load.figures.errors_5xx), recovery_s=round(outcome.recovery_s, 3),
+           requests=load.figures.requests, unavailable=load.figures.unavailable,
+           hangs=len(load.figures.hangs))
+    return outcome
+
+
+def assert_clean(outcome: Outcome, mesh: Mesh) -> None:
+    """Nothing lost or doubled, no 5xx but 503 ``unavailable``, no hang, no surprise."""
+    figures, verdict, load = outcome.load.figures, outcome.verdict, outcome.load
+    context = (f"\nfigures: {figures.requests} requests, {figures.unavailable} x 503, "
+               f"{figures.dropped} dropped, slowest {figures.slowest:.2f} s; "
+               f"recoveries {outcome.recoveries}\n{mesh.tails()}")
+    assert verdict.acknowledged >= 5, f"too little load to prove anything{context}"
+    assert figures.errors_5xx == [], f"5xx other than 503 unavailable: {figures.errors_5xx[:5]}" \
+                                     f"{context}"
+    assert figures.hangs == [], f"requests that hung: {figures.hangs[:5]}{context}"
+    assert figures.unexpected == [], f"unexpected answers: {figures.unexpected[:5]}{context}"
+    assert load.abandoned == [], f"never acknowledged: {load.abandoned[:5]}{context}"
+    assert (verdict.lost, verdict.duplicates) == (0, 0), f"{verdict.problems[:10]}{context}"
+
+
+def assert_recovered(outcome: Outcome, kind: str) -> None:
+    target = RECOVERY_TARGETS[kind]
+    assert outcome.recovery_s <= target * SLACK, (
+        f"{kind}: recovery {outcome.recovery_s:.2f} s, target {target} s (x{SLACK} slack): "
+        f"{outcome.recoveries}")
+
+
+# Faults -----------------------------------------------------------------------------------
+
+def process_kill(mesh: Mesh, name: str) -> Callable[[Load, random.Random], Awaitable[Recovery]]:
+    async def inject(load: Load, rng: random.Random) -> Recovery:
+        mesh.kill(name)
+        await asyncio.sleep(rng.uniform(0.1, 0.8))
+        back_at = mesh.restart(name)
+        return await measure_recovery(mesh, load, back_at, socket=name in ("gateway", "notifier"))
+
+    return inject
+
+
+def nats_kill(mesh: Mesh, server: NatsServer, outage: float
+              ) -> Callable[[Load, random.Random], Awaitable[Recovery]]:
+    async def inject(load: Load, rng: random.Random) -> Recovery:
+        killed_at = time.monotonic()
+        server.kill()
+        await asyncio.sleep(outage)
+        await server.restart()
+        back_at = time.monotonic()
+        load.outages.append((killed_at, back_at))
+        return await measure_recovery(mesh, load, back_at)
+
+    return inject
+
+
+def postgres_restart(mesh: Mesh, postgres: PostgresServer, outage: float
+                     ) -> Callable[[Load, random.Random], Awaitable[Recovery]]:
+    async def inject(load: Load, rng: random.Random) -> Recovery:
+        stopped_at = time.monotonic()
+        await postgres.stop()
+        await asyncio.sleep(outage)
+        await postgres.start()
+        back_at = time.monotonic()
+        load.outages.append((stopped_at, back_at))
+        return await measure_recovery(mesh, load, back_at)
+
+    return inject
+
+
+def leader_kill(mesh: Mesh, cluster: NatsCluster, outage: float
+                ) -> Callable[[Load, random.Random], Awaitable[Recovery]]:
+    async def inject(load: Load, rng: random.Random) -> Recovery:
+        nc = await mesh.connect_nats()
+        try:
+            info = await nc.jetstream(timeout=10).stream_info("ALBATROSS_EVENTS")
+        finally:
+            await nc.close()
+        assert info.cluster is not None
+        assert info.cluster.leader, info.cluster
+        names = [s.server_name for s in cluster.servers]
+        index = names.index(info.cluster.leader)
+        cluster.kill_node(index)
+        killed_at = time.monotonic()
+        await asyncio.sleep(outage)
+        await cluster.restart_node(index)
+        load.outages.append((killed_at, time.monotonic()))
+        # The cluster serves again once a new leader is elected, without the old one.
+        return await measure_recovery(mesh, load, killed_at)
+
+    return inject
