@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 
@@ -30,6 +31,14 @@ from albatross.services.projector.outbox import OutboxPublisher
 
 _log = get_logger(__name__)
 _ERROR_PAUSE = 0.5
+
+
+async def _discard(fetch: asyncio.Future[list[Msg]] | None) -> None:
+    """Cancel a fetch under way; what it brought stays unacknowledged and comes back."""
+    if fetch is not None:
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await fetch
 
 
 class Projector:
@@ -93,30 +102,41 @@ class Projector:
         # those events again (same change ids, which the outbox reconciles).
         await leadership.connection.execute("SET synchronous_commit TO off")
         checkpoint = await self._recover(leadership, stop, "start")
-        while not stop.is_set() and leadership.held():
-            try:
-                messages = await self._consumer.fetch()
-            except (NatsError, JetStreamError, TimeoutError) as exc:
-                _log.warning("fetch failed", error=repr(exc))
-                await asyncio.sleep(_ERROR_PAUSE)
-                checkpoint = await self._recover(leadership, stop, "fetch error")
-                continue
-            if not messages:
-                self._metrics.lag_events.set(0)
-                self._metrics.lag_seconds.set(0)
-                continue
-            delivery = self._consumer.decode(messages, checkpoint)
-            if not delivery.in_order:
-                await self._reposition(checkpoint, "deliveries out of order")
-                continue
-            try:
-                checkpoint = await self._apply(leadership, delivery)
-            except Exception as exc:
-                if not leadership.held():
-                    return
-                _log.error("batch failed; retrying from the checkpoint", error=repr(exc))
-                await asyncio.sleep(_ERROR_PAUSE)
-                checkpoint = await self._recover(leadership, stop, "batch error")
+        # The next batch is fetched while this one is written: the NATS round trip (and the
+        # wait for the next event) overlaps the PostgreSQL one instead of following it.
+        prefetch: asyncio.Future[list[Msg]] | None = None
+        try:
+            while not stop.is_set() and leadership.held():
+                try:
+                    messages = await (prefetch or self._consumer.fetch())
+                except (NatsError, JetStreamError, TimeoutError) as exc:
+                    prefetch = None
+                    _log.warning("fetch failed", error=repr(exc))
+                    await asyncio.sleep(_ERROR_PAUSE)
+                    checkpoint = await self._recover(leadership, stop, "fetch error")
+                    continue
+                prefetch = None
+                if not messages:
+                    self._metrics.lag_events.set(0)
+                    self._metrics.lag_seconds.set(0)
+                    continue
+                delivery = self._consumer.decode(messages, checkpoint)
+                if not delivery.in_order:
+                    await self._reposition(checkpoint, "deliveries out of order")
+                    continue
+                prefetch = asyncio.ensure_future(self._consumer.fetch())
+                try:
+                    checkpoint = await self._apply(leadership, delivery)
+                except Exception as exc:
+                    await _discard(prefetch)
+                    prefetch = None
+                    if not leadership.held():
+                        return
+                    _log.error("batch failed; retrying from the checkpoint", error=repr(exc))
+                    await asyncio.sleep(_ERROR_PAUSE)
+                    checkpoint = await self._recover(leadership, stop, "batch error")
+        finally:
+            await _discard(prefetch)
 
     async def _apply(self, leadership: Leadership, delivery: Delivery) -> int:
         started = time.monotonic()
