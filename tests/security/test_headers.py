@@ -7,6 +7,7 @@ HTML gets the UI's policy (or, for ``/api/docs``, one allowing exactly its inlin
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -221,3 +222,20 @@ async def test_the_standalone_ops_server_carries_the_headers() -> None:
                     assert_api(response.headers, f"ops {path}")
     finally:
         await runner.cleanup()
+
+
+async def test_even_an_unparseable_request_gets_no_version_banner(tmp_path: Path) -> None:
+    """aiohttp answers a request it cannot parse before any route or hook runs."""
+    async with gateway_with_ui(tmp_path) as (_gw, client):
+        for raw in (b"GARBAGE\r\n\r\n",
+                    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: zz\r\n\r\n"):
+            reader, writer = await asyncio.open_connection(client.host, client.port)
+            try:
+                writer.write(raw)
+                await writer.drain()
+                head = (await asyncio.wait_for(reader.read(4096), 5)).split(b"\r\n\r\n")[0]
+            finally:
+                writer.close()
+            lines = head.decode("latin-1").split("\r\n")
+            assert lines[0].split()[1] == "400", lines
+            assert [x for x in lines if x.lower().startswith("server:")] == ["Server: albatross"]

@@ -29,7 +29,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 SERVER = "albatross"
 _COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -101,3 +101,10 @@ class SecurityHeaders:
 def add_security_headers(app: web.Application, *, docs_html: str | None = None) -> None:
     """Give every response of ``app`` the security headers (see the module docstring)."""
     app.on_response_prepare.append(SecurityHeaders(docs_html))
+    _hide_version_banner()
+
+
+def _hide_version_banner() -> None:
+    # A request aiohttp cannot even parse is answered 400 before routing, so no hook of ours
+    # runs: its Server header is aiohttp's process-wide default, which names the versions.
+    web_response.SERVER_SOFTWARE = SERVER  # type: ignore[attr-defined]
