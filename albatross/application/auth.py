@@ -68,10 +68,14 @@ def session_alive(record: SessionRecord, user: User, now: datetime) -> bool:
     """Pure: whether a session may still be used (not expired, not revoked)."""
     if now >= record.expires_at or record.user_id != user.user_id:
         return False
+    if record.session_id == user.kept_session_id:
+        return True
     revoked_at = user.sessions_revoked_at
     if revoked_at is not None and record.created_at < revoked_at:
-        return record.session_id == user.kept_session_id
-    return True
+        return False
+    # A login that read the user before a password change commits can write its session after
+    # the change's time: the revocations it saw tell it apart, whatever the clocks say.
+    return record.revocations_seen is None or record.revocations_seen == user.sessions_revocations
 
 
 @dataclass
@@ -242,7 +246,8 @@ class LoginService:
         token = new_session_token()
         record = SessionRecord(session_id=self._ids.new_id(), user_id=user.user_id,
                                user_stream=stream.key, created_at=now,
-                               expires_at=now + self._ttl)
+                               expires_at=now + self._ttl,
+                               revocations_seen=user.sessions_revocations)
         if await self._sessions.create(secret_hash(token), self._encode(record)) is None:
             raise Conflict("session collision; try again")  # 256 random bits: never
         return token, record.expires_at

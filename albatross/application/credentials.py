@@ -52,6 +52,8 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     user_stream: str
     created_at: datetime
     expires_at: datetime
+    # The user's ``sessions_revocations`` when the password was checked (None: an older record).
+    revocations_seen: int | None = None
 
 
 def scoped_hash(*parts: str) -> str:

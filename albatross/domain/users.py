@@ -159,6 +159,9 @@ class User(msgspec.Struct, frozen=True, kw_only=True):
     api_keys: dict[str, ApiKey] = msgspec.field(default_factory=dict)
     sessions_revoked_at: datetime | None = None
     kept_session_id: str | None = None
+    # How many SessionsRevoked so far: a session remembers the count its login saw, since a
+    # login that checked the old password may write its session after the revocation's time.
+    sessions_revocations: int = 0
 
 
 def register_errors(cmd: RegisterUser) -> list[FieldError]:
@@ -253,7 +256,8 @@ def evolve(state: User | None, event: Event, occurred_at: datetime) -> User | No
         return msgspec.structs.replace(state, must_change_password=event.must_change_password)
     if isinstance(event, SessionsRevoked):
         return msgspec.structs.replace(state, sessions_revoked_at=occurred_at,
-                                       kept_session_id=event.keep_session_id)
+                                       kept_session_id=event.keep_session_id,
+                                       sessions_revocations=state.sessions_revocations + 1)
     if isinstance(event, ApiKeyCreated):
         key = ApiKey(key_id=event.key_id, name=event.name, prefix=event.prefix, key_hash="",
                      created_at=occurred_at)
