@@ -372,12 +372,19 @@ async def test_a_gateway_logged_in_as_the_reader_cannot_become_the_owner(world: 
             assert await reader.fetchval("SELECT current_user") == READER_ROLE
         finally:
             await reader.close()
-        # The read models work unchanged over that login (the switch to the role is a no-op).
-        pool = await create_read_pool(_login_as(world.dsn, READER_ROLE, password), max_size=1)
+        # The gateway's read models work unchanged over that login (the switch to the role is
+        # a no-op), checkpoint listener included: deploy/compose gives the gateway this DSN.
+        models = await PostgresReadModels.open(_login_as(world.dsn, READER_ROLE, password),
+                                               schema=world.schema, max_size=1)
         try:
-            assert await pool.fetchval("SELECT session_user") == READER_ROLE
-            assert await _keys(pool, world.scoped("pireps"), "ta", False) == {"p-a"}
+            assert await models.pool.fetchval("SELECT session_user") == READER_ROLE
+            assert await _keys(models.pool, world.scoped("pireps"), "ta", False) == {"p-a"}
+            pilot = Principal(user_id="u-a", role="Pilot", tenant_id="ta")
+            assert await models.get_pirep(pilot, "p-a") is not None
+            assert await models.get_pirep(pilot, "p-b") is None
+            assert await models.checkpoint() == 0
+            assert await models.wait_for(0, timeout=1)
         finally:
-            await pool.close()
+            await models.close()
     finally:
         await world.owner.execute(f"ALTER ROLE {READER_ROLE} NOLOGIN PASSWORD NULL")
