@@ -193,11 +193,16 @@ async def pilot_with_key(http: Any, mesh: Mesh, token: str, tenant_id: str,
 
 async def run_child(script: Path, mode: str, spec: dict[str, Any],
                     timeout: float = 300.0) -> dict[str, Any]:
-    """Run ``python script mode <spec>`` (a load process) and parse its last stdout line."""
+    """Run ``python script mode -`` (a load process) and parse its last stdout line.
+
+    The spec goes through stdin (:func:`child_spec` reads it): a list of ids can exceed the
+    kernel's limit on one argument.
+    """
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), mode, json.dumps(spec), stdout=asyncio.subprocess.PIPE)
+        sys.executable, str(script), mode, "-", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE)
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+        out, _ = await asyncio.wait_for(process.communicate(json.dumps(spec).encode()), timeout)
     except TimeoutError:
         process.kill()
         await process.wait()
@@ -207,6 +212,12 @@ async def run_child(script: Path, mode: str, spec: dict[str, Any],
         raise RuntimeError(f"{script.name} {mode} failed (exit {process.returncode})")
     result: dict[str, Any] = json.loads(lines[-1])
     return result
+
+
+def child_spec(argument: str) -> dict[str, Any]:
+    """A child's spec: JSON in the argument, or on stdin when the argument is ``-``."""
+    spec: dict[str, Any] = json.loads(sys.stdin.read() if argument == "-" else argument)
+    return spec
 
 
 def loadavg() -> list[float]:

@@ -401,7 +401,7 @@ async def orchestrate(cfg: Config) -> None:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] in {"load", "baseline"}:
-        spec = json.loads(sys.argv[2])
+        spec = mesh_mod.child_spec(sys.argv[2])
         if sys.argv[1] == "load":
             print(json.dumps(common.run(lambda: load_step(spec))), flush=True)
         else:
