@@ -566,3 +566,23 @@ async def test_a_batch_whose_checkpoint_moved_meanwhile_writes_nothing(dsn: str)
         assert await connection.fetchval("SELECT count(*) FROM moved.change_outbox") == 1
     finally:
         await connection.close()
+
+
+async def test_the_batch_preload_reads_by_index_however_many_users_there_are(dsn: str) -> None:
+    connection = await connect(dsn)
+    try:
+        await migrate(connection, "grown", fresh=True)
+        await connection.execute(
+            "INSERT INTO grown.users (id, email, display_name, role, tenant_id, created_at, "
+            "must_change_password) SELECT 'u' || g, 'u' || g || '@x.io', 'U', 'Pilot', 't', "
+            "now(), false FROM generate_series(1, 20000) g")
+        await connection.execute("ANALYZE grown.users")
+        applier = BatchApplier("grown", notify=False)
+        plan = "\n".join(row[0] for row in await connection.fetch(
+            "EXPLAIN " + applier._preload_sql.replace("$1::text[]", "'{r1}'::text[]")
+            .replace("$2::text[]", "'{}'::text[]").replace("$3::text[]", "'{u7}'::text[]")
+            .replace("$4::text[]", "'{}'::text[]")))
+        assert "Seq Scan on users" not in plan, plan
+        assert "users_pkey" in plan, plan
+    finally:
+        await connection.close()

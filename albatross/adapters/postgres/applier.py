@@ -183,9 +183,10 @@ class BatchApplier:
             f"UNION ALL SELECT 'apikey', to_jsonb(k.*) FROM {s}.api_keys k "
             "WHERE k.id = ANY($2::text[]) "
             # A review changes the flight figures of the PIREP's pilot: load the pilot too.
+            # One array, not an OR of two conditions: an OR would scan every user.
             f"UNION ALL SELECT 'user', to_jsonb(u.*) FROM {s}.users u "
-            "WHERE u.id = ANY($3::text[]) "
-            f"OR u.id IN (SELECT pilot_id FROM {s}.pireps WHERE id = ANY($1::text[])) "
+            "WHERE u.id = ANY($3::text[] || "
+            f"ARRAY(SELECT pilot_id FROM {s}.pireps WHERE id = ANY($1::text[]))) "
             f"UNION ALL SELECT 'tenant', to_jsonb(t.*) FROM {s}.tenants t "
             "WHERE t.id = ANY($4::text[])")
 
