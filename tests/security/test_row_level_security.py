@@ -34,6 +34,7 @@ from albatross.adapters.postgres.read_models import (
 from albatross.adapters.postgres.roles import scram_verifier
 from albatross.application.principal import Principal
 from albatross.services.bootstrap.main import enable_reader_login
+from tests.reliability_figures import record
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -296,6 +297,7 @@ async def test_a_pooled_connection_never_carries_a_scope_to_the_next_query(
     # Both connections served several scopes in turn.
     assert len(served) == 2, served
     assert all(len(scopes_) >= 2 for scopes_ in served.values()), served
+    record("security", rls_pooled_statements=len(jobs), rls_pool_connections=len(served))
 
 
 # Round trips ----------------------------------------------------------------------------------
@@ -335,6 +337,7 @@ async def test_a_read_costs_one_round_trip(world: World) -> None:
             await pool.close()
     assert figures["after"] == dict.fromkeys(reads, 1.0), figures
     assert figures["before"] == dict.fromkeys(reads, 2.0), figures
+    record("security", rls_round_trips_per_read=max(figures["after"].values()))
 
 
 # The reader as a login role (ALBATROSS_DATABASE_READER_PASSWORD) ------------------------------
