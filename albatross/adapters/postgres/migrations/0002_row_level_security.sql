@@ -38,7 +38,8 @@ GRANT SELECT ON tenants, users, api_keys, pireps, pirep_history, projection_chec
 -- The scope of ONE statement: transaction-local settings, gone when the statement's implicit
 -- transaction ends, so nothing is left on a pooled connection. The gateway calls it as the
 -- first FROM item of each query, with the scan in a LATERAL subquery that depends on its
--- result, so the scan (and the policies in it) runs after the declaration.
+-- result, so the scan (and the policies in it) runs after the declaration. PARALLEL UNSAFE
+-- keeps such statements off parallel workers, which would not see a setting made mid-query.
 CREATE FUNCTION declare_scope(tenant_id text, all_tenants boolean) RETURNS boolean
     LANGUAGE sql VOLATILE PARALLEL UNSAFE AS $$
     SELECT set_config('albatross.tenant_id', coalesce(tenant_id, ''), true) IS NOT NULL
