@@ -91,6 +91,12 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "Address the public origin (gateway) listens on."),
     SettingSpec("http_port", "ALBATROSS_HTTP_PORT", "8080", _int_in(0, 65535),
                 "Port of the public origin: web UI, `/api/*` and `/api/ws`."),
+    SettingSpec("http_header_timeout", "ALBATROSS_HTTP_HEADER_TIMEOUT", "10", _int_in(1, 3600),
+                "Seconds the gateway gives a client to send a request's headers (also how "
+                "long an idle keep-alive connection stays open); slower clients are dropped."),
+    SettingSpec("http_body_timeout", "ALBATROSS_HTTP_BODY_TIMEOUT", "10", _int_in(1, 3600),
+                "Seconds the gateway gives a client to send a request's body once its "
+                "headers are in; slower clients are dropped."),
     SettingSpec("projector_port", "ALBATROSS_PROJECTOR_PORT", "8081", _int_in(0, 65535),
                 "Operations port of the projector (`/healthz`, `/readyz`, `/metrics`)."),
     SettingSpec("notifier_port", "ALBATROSS_NOTIFIER_PORT", "8082", _int_in(0, 65535),
@@ -128,6 +134,8 @@ class Settings:
     data_dir: Path
     http_host: str
     http_port: int
+    http_header_timeout: int
+    http_body_timeout: int
     projector_port: int
     notifier_port: int
     admin_email: str
