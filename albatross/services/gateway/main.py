@@ -72,8 +72,12 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
         await close_connections()
         raise StartupError(f"cannot open the JetStream buckets (run albatross-bootstrap "
                            f"first?): {exc!r}") from exc
-    app = create_app(deps)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_SECONDS)
+    app = create_app(deps, body_timeout=settings.http_body_timeout)
+    # aiohttp closes a connection that has not sent a complete request head within the
+    # keep-alive timeout (from the connection's start, and between requests): that is the
+    # header timeout against slow-loris clients.
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=DRAIN_SECONDS,
+                           keepalive_timeout=settings.http_header_timeout)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.http_host, settings.http_port)
