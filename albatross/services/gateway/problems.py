@@ -66,7 +66,13 @@ try:  # asyncpg is a dependency of the read models only; the gateway does not ne
     DEPENDENCY_ERRORS = (*DEPENDENCY_ERRORS, asyncpg.PostgresConnectionError,
                          asyncpg.InterfaceError, asyncpg.exceptions.CannotConnectNowError,
                          asyncpg.exceptions.TooManyConnectionsError,
-                         asyncpg.exceptions.QueryCanceledError)
+                         asyncpg.exceptions.QueryCanceledError,
+                         # PostgreSQL shutting down or restarting ("terminating connection
+                         # due to administrator command", "the database system is starting up")
+                         asyncpg.exceptions.OperatorInterventionError,
+                         # asyncpg's answer for a pooled connection whose server went away in
+                         # the middle of an operation (seen when PostgreSQL restarts under load)
+                         asyncpg.exceptions.InternalClientError)
 except ImportError:  # pragma: no cover
     pass
 
