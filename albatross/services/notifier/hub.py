@@ -60,6 +60,8 @@ class Hub:
     async def _run(self, live: LiveChanges) -> None:
         try:
             async for change in live:
+                if change.sequence > self._last_sequence + 1:
+                    await self._fill_gap(change.sequence)
                 self.dispatch(change)
         except asyncio.CancelledError:
             raise
@@ -67,6 +69,19 @@ class Hub:
             # Without its feed the process cannot keep its promise: /readyz says so.
             _log.exception("changes feed failed")
             raise
+
+    async def _fill_gap(self, upcoming: int) -> None:
+        """Replay the changes the live feed skipped, so that no socket misses one.
+
+        The changes stream numbers its messages without holes, so a jump is a loss: seen
+        after a nats-server restart, when the ordered consumer was recreated past a change.
+        """
+        missing_from = self._last_sequence + 1
+        _log.warning("live changes feed skipped changes; replaying them",
+                     first=missing_from, last=upcoming - 1)
+        self._metrics.feed_gaps.inc()
+        async for missed in self._feed.replay(self._last_sequence, upcoming - 1):
+            self.dispatch(missed)
 
     def dispatch(self, change: Change) -> None:
         """Hand one change to every socket (synchronously: sockets never make it wait)."""

@@ -33,6 +33,10 @@ class NotifierMetrics:
             "albatross_notifier_changes_undecodable_total",
             "Messages of the changes stream that could not be decoded (skipped)",
             registry=registry)
+        self.feed_gaps = Counter(
+            "albatross_notifier_feed_gaps_total",
+            "Times the live changes feed skipped changes and the hub replayed them",
+            registry=registry)
         self.change_sequence = Gauge(
             "albatross_notifier_change_sequence", "Last changes-stream sequence received",
             registry=registry)
