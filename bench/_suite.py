@@ -49,8 +49,10 @@ DOC = ROOT / "docs" / "performance.md"
 LATEST = ROOT / "docs" / "bench" / "latest.jsonl"
 
 FULL_LIMIT_S = 600.0  # issue 9: the whole suite in at most 10 minutes on 2 cores
-QUICK_LIMIT_S = 240.0  # a hard stop for the smoke run; it normally takes 1.5-2 minutes
-QUICK_BUDGET_S = 150.0  # per bench, quick sizes
+# The smoke run takes ~2 minutes on 2 idle cores. Its limits only stop a hung bench: they are
+# generous because a shared machine (load 10 on 2 cores) makes it 2-3 times slower.
+QUICK_LIMIT_S = 480.0
+QUICK_BUDGET_S = 240.0  # per bench, quick sizes
 DEFAULT_FULL_BUDGET_S = 75.0  # a bench this file has no plan for yet
 # Kept out of the benches' budgets: the last bench's stop (grace and kill), reaping what it
 # left, writing the table. With it, even a suite whose last bench times out ends by the limit.
@@ -146,8 +148,10 @@ class _Output:
         def read_stderr() -> None:
             assert process.stderr is not None
             for text in process.stderr:
-                log.write(text)
                 self.stderr_tail = [*self.stderr_tail[-39:], text.rstrip("\n")]
+                # A process the bench left holding the pipe can outlive the log file.
+                with contextlib.suppress(ValueError):
+                    log.write(text)
                 if relay is not None:
                     relay.write(f"[{name}] {text}")
                     relay.flush()

@@ -1,0 +1,58 @@
+"""CI smoke run of the benchmark suite: ``python -m bench --quick`` runs every bench in
+``bench/`` at its tiny size, so none of them rots between full runs.
+
+Quick sizes measure nothing, so no target is asserted here: only that every bench ran and
+printed a well-formed JSON line with numeric values, and that the docs were left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import _suite as suite
+from bench import _table as table
+
+pytestmark = [pytest.mark.real, pytest.mark.slow]
+
+
+def digest(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+@pytest.mark.timeout(suite.QUICK_LIMIT_S + 90)
+def test_every_bench_runs_at_its_quick_size(tmp_path: Path) -> None:
+    out = tmp_path / "quick.jsonl"
+    docs_before = {path: digest(path) for path in (suite.DOC, suite.LATEST)}
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+                          cwd=suite.ROOT, capture_output=True, text=True,
+                          timeout=suite.QUICK_LIMIT_S + 60)
+    seconds = time.monotonic() - began
+    report = f"exit {done.returncode} after {seconds:.0f} s; stderr tail:\n" + "\n".join(
+        done.stderr.splitlines()[-40:])
+    assert out.exists(), report
+
+    header, runs = table.from_jsonl(out.read_text(encoding="utf-8"))
+    assert header.mode == "quick"
+    expected = [script.stem for script in suite.discover()]
+    assert [run.name for run in runs] == expected, report
+    for run in runs:
+        assert run.status == "ok", f"{run.name}: {run.status}: {run.reason}\n{report}"
+        assert run.args == ["--quick"]
+        assert run.line is not None
+        assert run.line["bench"] == run.name
+        assert table.line_problems(run.line, numeric_values=True) == [], run.name
+    assert done.returncode == 0, report
+
+    # The table went to stdout, marked as quick; the docs and their raw lines are untouched.
+    assert done.stdout.startswith(table.BEGIN), done.stdout[:300]
+    assert "(quick sizes: not measurements)" in done.stdout
+    for name in expected:
+        assert f"| {name} | ok, " in done.stdout
+    assert {path: digest(path) for path in docs_before} == docs_before
