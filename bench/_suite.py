@@ -18,6 +18,7 @@ PostgreSQL from an empty directory. A shared server would carry the previous ben
 WAL and page cache into the next measurement (the projector bench already runs its lag phase
 on a PostgreSQL of its own for that reason), and the saving is small: an embedded PostgreSQL
 starts in ~1.4 s and nats-server in ~0.03 s on this machine, a few seconds for the suite.
+For the same reason the benches do not inherit the caller's ``ALBATROSS_*`` variables.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -187,7 +188,7 @@ def run_bench(spec: BenchSpec, deadline: float, *, python: str = sys.executable,
         process = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    errors="replace", start_new_session=True,
-                                   env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   env=bench_environment(os.environ))
         output.attach(process, spec.name, log, relay)
         if active is not None:
             active.add(process)
@@ -227,6 +228,19 @@ def run_bench(spec: BenchSpec, deadline: float, *, python: str = sys.executable,
                               spec.size_note, line)
     return table.BenchRun(spec.name, list(spec.args), spec.budget_s, "ok", seconds, "",
                           spec.size_note, line)
+
+
+def bench_environment(parent: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment without any ``ALBATROSS_*`` setting.
+
+    The suite measures the configuration each bench sets itself: a shell's
+    ``ALBATROSS_NATS_URL``/``ALBATROSS_DATABASE_URL`` (which bench/gateway.py would use
+    instead of starting its own servers) or any other setting inherited by the services a
+    bench starts would change what is measured, and would share servers between benches.
+    """
+    env = {key: value for key, value in parent.items() if not key.startswith("ALBATROSS_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
 
 
 def _tail_hint(tail: Sequence[str], log: Path) -> str:
@@ -484,6 +498,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     reap = become_subreaper()
     print(f"[suite] {len(specs)} benches: {', '.join(s.name for s in specs)}; limit "
           f"{limit:.0f} s; stderr logs in {log_dir}", file=sys.stderr, flush=True)
+    ignored = sorted(key for key in os.environ if key.startswith("ALBATROSS_"))
+    if ignored:
+        print(f"[suite] not passed to the benches (each starts its own servers and sets its "
+              f"own configuration): {', '.join(ignored)}", file=sys.stderr, flush=True)
     began = time.monotonic()
     try:
         runs = run_suite(specs, limit_s=limit - RUNNER_SLACK_S, log_dir=log_dir,

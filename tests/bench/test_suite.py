@@ -116,6 +116,23 @@ def test_arguments_reach_the_bench(tmp_path: Path) -> None:
     assert run.line["results"]["argv"] == ["--events", "5"]
 
 
+def test_benches_do_not_inherit_albatross_settings(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # bench/gateway.py would use these servers instead of starting its own.
+    monkeypatch.setenv("ALBATROSS_NATS_URL", "nats://127.0.0.1:4222")
+    monkeypatch.setenv("ALBATROSS_DATABASE_URL", "postgresql://x@127.0.0.1/x")
+    monkeypatch.setenv("BENCH_TEST_KEPT", "yes")
+    script = fake(tmp_path, "env", f"""
+        line = {GOOD_LINE!r}
+        line["results"]["env"] = {{k: v for k, v in os.environ.items()
+                                  if k.startswith(("ALBATROSS_", "BENCH_TEST_"))}}
+        print(json.dumps(line))
+    """)
+    run = suite.run_bench(spec(script), time.monotonic() + 30, log_dir=tmp_path)
+    assert run.line is not None
+    assert run.line["results"]["env"] == {"BENCH_TEST_KEPT": "yes"}
+
+
 def test_a_crash_is_a_failure_with_its_last_words(tmp_path: Path) -> None:
     script = fake(tmp_path, "crashy", 'raise RuntimeError("boom")\n')
     run = suite.run_bench(spec(script), time.monotonic() + 30, log_dir=tmp_path)
