@@ -27,6 +27,7 @@ from albatross.application.views import (
     TenantView,
     UserView,
 )
+from albatross.domain.aggregates import ALL_KINDS
 from albatross.domain.events import Event
 from albatross.domain.pireps import PirepAccepted, PirepRejected, PirepSubmitted
 from albatross.domain.tenants import TenantCreated
@@ -197,7 +198,57 @@ def project(record: RecordedEvent, state: ProjectionState, *,
     handler = _HANDLERS.get(type(event))
     if handler is None:
         return _skip(f"no projection for event type {event.event_type}")
+    misfiled = _misfiled(record, state)
+    if misfiled is not None:
+        return _skip(misfiled)
     return handler(record, state, changes)
+
+
+_AGGREGATE_OF = {event_type: kind.name for kind in ALL_KINDS for event_type in kind.events}
+
+
+def _misfiled(record: RecordedEvent, state: ProjectionState) -> str | None:
+    """Why ``record``'s subject disagrees with its payload (None: it agrees).
+
+    Only the gateway writes events, but a stream that anyone with publish rights can reach
+    must not let an event filed under one tenant (or aggregate) change another's rows.
+    """
+    event, stream = record.event, record.stream
+    aggregate = _AGGREGATE_OF.get(type(event))
+    if aggregate != stream.aggregate:
+        return f"{event.event_type} filed under a {stream.aggregate} stream"
+    if getattr(event, f"{aggregate}_id", None) != stream.aggregate_id:
+        return f"{event.event_type} filed under another {aggregate} ({stream.aggregate_id})"
+    owner = _owner_scope(event, state)
+    if isinstance(event, TenantCreated):
+        # A tenant's stream is scoped by its own id; "platform" is accepted as well.
+        allowed = {PLATFORM_SCOPE, event.tenant_id}
+    else:
+        allowed = {owner} if owner is not None else {stream.scope}
+    if stream.scope not in allowed:
+        return f"{event.event_type} filed under scope {stream.scope}, belongs to {owner}"
+    return None
+
+
+def _owner_scope(event: Event, state: ProjectionState) -> str | None:
+    """The scope the event's resource belongs to, from the event or the rows it changes
+    (None: not known here; the handler then skips an unknown resource anyway)."""
+    if isinstance(event, TenantCreated):
+        return event.tenant_id
+    tenant_id: str | None
+    if isinstance(event, UserRegistered | PirepSubmitted):
+        tenant_id = event.tenant_id
+    elif isinstance(event, PirepAccepted | PirepRejected):
+        pirep = state.pireps.get(event.pirep_id)
+        if pirep is None:
+            return None
+        tenant_id = pirep.tenant_id
+    else:
+        user = state.users.get(getattr(event, "user_id", ""))
+        if user is None:
+            return None
+        tenant_id = user.tenant_id
+    return tenant_id if tenant_id is not None else PLATFORM_SCOPE
 
 
 def _tenant_created(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:
