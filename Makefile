@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint typecheck pytest schemas bench bench-quick clean web audit
+.PHONY: install up test lint typecheck pytest schemas bench bench-quick clean web audit \
+	reliability soak
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +60,20 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python -m bench --quick
+
+# Faults, fuzz, security and race tests; their figures (tests/reliability_figures.py) summed into
+# one JSON line on stdout (pytest's output goes to stderr). docs/reliability.md has a run.
+RELIABILITY_TESTS ?= tests/faults tests/fuzz tests/security tests/concurrency
+reliability: install
+	@figures=$$(mktemp); status=0; \
+	  ALBATROSS_RELIABILITY_FILE=$$figures $(BIN)/pytest -q $(RELIABILITY_TESTS) $(PYTEST_ARGS) \
+	    >&2 || status=$$?; \
+	  $(BIN)/python -m tests.faults.report $$figures --pytest-exit $$status; \
+	  rm -f $$figures; exit $$status
+
+# The same with every fault repeated ALBATROSS_FAULT_ROUNDS times (default 10) in a longer load.
+soak: install
+	ALBATROSS_FAULT_ROUNDS=$${ALBATROSS_FAULT_ROUNDS:-10} $(MAKE) --no-print-directory reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
