@@ -11,6 +11,9 @@ from albatross.infra.postgres_server import PostgresServer
 from tests.faults.mesh import Mesh
 from tests.infra_fixtures import _postgres_base_dir
 
+# Short header/body timeouts so that the slow-loris test drops its clients quickly.
+SHORT_TIMEOUTS = {"ALBATROSS_HTTP_HEADER_TIMEOUT": "2", "ALBATROSS_HTTP_BODY_TIMEOUT": "2"}
+
 
 @pytest.fixture(scope="module")
 async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
@@ -22,7 +25,7 @@ async def mesh(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Mesh]:
         try:
             await nats_server.start()
             await postgres.start()
-            await running.start()
+            await running.start(extra_env=SHORT_TIMEOUTS)
             yield running
         finally:
             await running.stop()

@@ -103,7 +103,7 @@ class Load:
             self._workers = [asyncio.create_task(self._pilot(token, n))
                              for n, token in enumerate(self.crew.pilots)]
             self._workers.append(asyncio.create_task(self._reviewer()))
-            self._workers.append(asyncio.create_task(self._reader()))
+            self._workers += [asyncio.create_task(self._reader(ryw)) for ryw in (True, False)]
             self._listener_tasks = [asyncio.create_task(self._listener(n))
                                     for n in range(self.listeners)]
             try:
@@ -165,14 +165,15 @@ class Load:
                 await self._pending.put(pirep_id)
             await asyncio.sleep(PAUSE)
 
-    async def _reader(self) -> None:
-        """Reads of its own, so that a read waiting on a dependency holds no command back."""
+    async def _reader(self, read_your_writes: bool) -> None:
+        """Reads of their own, so that a read waiting on a dependency holds no command back;
+        two of them, so that one waiting for the projector holds no plain read back."""
         rng = random.Random(self.rng.random())
         while not self._stop.is_set():
             token = rng.choice([self.crew.chief, *self.crew.pilots])
             known = list(self.submitted.values())
-            if known and rng.random() < 0.5:
-                # Read-your-writes: waits (at most 5 s) for the projector, else 503.
+            if read_your_writes and known:
+                # Waits (at most 5 s) for the projector, else 503.
                 await self.request("GET", f"/api/pireps/{rng.choice(known)}", token, "query",
                                    headers={"Albatross-Min-Sequence": str(self.max_sequence)})
             else:
