@@ -463,6 +463,10 @@ def _relative(path: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Started in the background by a shell, SIGINT arrives ignored, and the benches would
+    # inherit that: they could not be stopped cleanly at their deadline. A handler (unlike an
+    # ignored signal) is reset to the default for every bench the runner starts.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     args = _parser().parse_args(argv)
     raw_args = list(argv if argv is not None else sys.argv[1:])
     if args.render is not None:
