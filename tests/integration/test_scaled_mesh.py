@@ -14,11 +14,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import pytest
 from albatross.infra._process import free_ports, log_tail
 from albatross.infra.nats_server import NatsCluster
 from albatross.infra.postgres_server import PostgresServer
+from tests.faults.processes import Service, spawn, wait_ready
 from tests.integration.test_notifier_support import Client, connect
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -36,59 +35,7 @@ pytestmark = [pytest.mark.real, pytest.mark.slow]
 ADMIN = "mesh-admin@albatross.test"
 ADMIN_PASSWORD = "a mesh admin password"
 PASSWORD = "a pilot's long password"
-REPO = Path(__file__).resolve().parents[2]
-READY_TIMEOUT = 45.0
 STOP_TIMEOUT = 10.0
-
-
-@dataclass
-class Service:
-    """One service process; its stdout and stderr go to ``log``."""
-
-    name: str
-    module: str
-    port: int
-    log: Path
-    popen: subprocess.Popen[bytes]
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def tail(self, lines: int = 30) -> str:
-        return f"--- {self.name} (exit {self.popen.poll()}) {self.log} ---\n" + log_tail(
-            self.log, lines)
-
-
-def spawn(name: str, module: str, env: dict[str, str], log_dir: Path,
-          port_var: str | None = None, port: int = 0) -> Service:
-    log = log_dir / f"{name}.log"
-    full_env = dict(env)
-    if port_var is not None:
-        full_env[port_var] = str(port)
-    with log.open("ab") as out:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", module], env=full_env, cwd=REPO,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-    return Service(name, module, port, log, popen)
-
-
-async def wait_ready(http: aiohttp.ClientSession, service: Service) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    last = "no answer"
-    while True:
-        try:
-            async with http.get(f"{service.base}/readyz",
-                                timeout=aiohttp.ClientTimeout(total=2)) as response:
-                if response.status == 200:
-                    return
-                last = f"{response.status} {await response.text()}"
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            last = repr(exc)
-        assert service.popen.poll() is None, f"{service.name} exited early"
-        assert time.monotonic() < deadline, (
-            f"{service.name} not ready after {READY_TIMEOUT} s (last: {last})")
-        await asyncio.sleep(0.2)
 
 
 async def call(http: aiohttp.ClientSession, gateway: Service, method: str, path: str,
