@@ -271,8 +271,8 @@ def _leaves(node: object, prefix: str, depth: int) -> Iterable[tuple[str, object
 
 
 def format_number(value: float) -> str:
-    """Readable figures: 12,345 / 123 / 12.3 / 0.123 / 0.00123."""
-    if isinstance(value, int) or (abs(value) >= 100 and float(value).is_integer()):
+    """Readable figures: 12,345 / 123 / 50 / 12.3 / 0.123 / 1.23e-04."""
+    if isinstance(value, int) or float(value).is_integer():
         return f"{int(value):,}"
     if abs(value) >= 100:
         return f"{value:,.0f}"

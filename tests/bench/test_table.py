@@ -157,10 +157,10 @@ def test_key_results_of_a_known_bench_follow_their_paths() -> None:
 
 
 def test_continued_figures_share_their_label_and_vanish_with_it() -> None:
-    e2e = {"results": {"at_100_per_s": {"e2e": {"p50_ms": 12.0, "p99_ms": 40.0}},
+    e2e = {"results": {"at_100_per_s": {"e2e": {"p50_ms": 12.0, "p99_ms": 40.5}},
                        "at_500_per_s": {"e2e": {"p99_ms": 80.0}}}}
     # At 500/s the p50 (the head) is missing, so its p99 must not join the 100/s figure.
-    assert table.key_results("e2e", e2e) == ["p50 / p99 at 100/s 12.0 ms / 40.0 ms"]
+    assert table.key_results("e2e", e2e) == ["p50 / p99 at 100/s 12 ms / 40.5 ms"]
 
 
 def test_key_results_of_an_unknown_bench_are_its_rates_and_latencies() -> None:
@@ -169,7 +169,7 @@ def test_key_results_of_an_unknown_bench_are_its_rates_and_latencies() -> None:
 
 
 @pytest.mark.parametrize(("value", "shown"), [
-    (1234567, "1,234,567"), (1234.5, "1,234"), (123.0, "123"), (12.34, "12.3"),
+    (1234567, "1,234,567"), (1234.5, "1,234"), (123.0, "123"), (50.0, "50"), (12.34, "12.3"),
     (0.6174, "0.617"), (0.0, "0"), (0.000123, "1.23e-04"), (2, "2")])
 def test_numbers_are_readable(value: float, shown: str) -> None:
     assert table.format_number(value) == shown
