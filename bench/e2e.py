@@ -19,7 +19,9 @@ latency is from the moment it was *due* to the receipt of the ``change`` (``Pire
 carrying that marker. A change that never arrives (30 s drain) counts as an infinite latency,
 so losses show in the percentiles.
 
-Steps and sizes (full run, about 2 minutes of load plus ~20 s of start-up on 2 cores):
+Steps and sizes (full run: ~3 minutes in all on the shared 2-core machine, of which ~25 s
+start-up; a rate beyond capacity costs more than its nominal length, because the step ends
+only when every POST was answered and every change arrived or the 30 s drain ran out):
 
 * 100 and 500 commands/s for ``--seconds`` (10 s: 1,000 and 5,000 samples; p999 at 100/s
   is therefore close to the maximum);
