@@ -109,6 +109,7 @@ async def run_fault(mesh: Mesh, kind: str, seed: int,
            lost=outcome.verdict.lost, duplicates=outcome.verdict.duplicates,
            errors_5xx=len(load.figures.errors_5xx), recovery_s=round(outcome.recovery_s, 3),
            startup_s=round(outcome.startup_s, 3),
+           recovery_once_running_s=round(outcome.once_running_s, 3),
            requests=load.figures.requests, unavailable=load.figures.unavailable,
            hangs=len(load.figures.hangs))
     return outcome
