@@ -16,8 +16,9 @@ authenticates with the API key, then posts PIREPs with the same key on an open-l
 request *n* is due at ``start + n / rate`` and is sent then, whether or not earlier ones were
 answered (no coordinated omission). Each PIREP carries a unique marker in ``remarks``; its
 latency is from the moment it was *due* to the receipt of the ``change`` (``PirepSubmitted``)
-carrying that marker. A change that never arrives (30 s drain) counts as an infinite latency,
-so losses show in the percentiles.
+carrying that marker. A change that never arrives (30 s drain) counts with the time until the
+drain gave up (a lower bound, so losses still show in the percentiles), and the
+delivered-fraction target fails.
 
 Steps and sizes (full run: ~3 minutes in all on the shared 2-core machine, of which ~25 s
 start-up; a rate beyond capacity costs more than its nominal length, because the step ends
@@ -106,7 +107,7 @@ def pirep_body(marker: str) -> bytes:
 
 
 def stats_ms(samples_s: list[float]) -> dict[str, Any]:
-    """p50/p99/p999/max in ms; an infinite sample (a lost change) makes the tail infinite."""
+    """p50/p90/p99/p999/max in ms (NaN when there is no sample)."""
     out: dict[str, Any] = {"n": len(samples_s)}
     for name, q in (("p50_ms", 50.0), ("p90_ms", 90.0), ("p99_ms", 99.0), ("p999_ms", 99.9)):
         value = common.percentile(samples_s, q) * 1000
@@ -195,7 +196,10 @@ async def load_step(spec: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(asyncio.CancelledError):
             await listener
         await ws.close()
-    latencies = [received[m] - at if m in received else math.inf for m, at in due.items()]
+    # A lost change counts with the time until the drain gave up: a lower bound that keeps
+    # the percentiles numbers; the delivered-fraction target is what fails on a loss.
+    gave_up = time.monotonic()
+    latencies = [received.get(m, gave_up) - at for m, at in due.items()]
     errors = sum(count for status, count in statuses.items() if status != "201")
     return {"rate_per_s": rate, "seconds": seconds, "posted": total,
             "sent_per_s": round(total / send_seconds, 1) if send_seconds > 0 else None,
