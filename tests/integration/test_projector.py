@@ -586,3 +586,29 @@ async def test_the_batch_preload_reads_by_index_however_many_users_there_are(dsn
         assert "users_pkey" in plan, plan
     finally:
         await connection.close()
+
+
+@pytest.mark.parametrize("custom_plans", [True, False])
+async def test_the_applier_connection_plans_each_batch_for_its_own_arrays(
+        dsn: str, custom_plans: bool) -> None:
+    from albatross.ports import RecordedEvent
+
+    connection = await connect(dsn, custom_plans=custom_plans)
+    try:
+        await migrate(connection, "plans", fresh=True)
+        applier = BatchApplier("plans", notify=False)
+        for n in range(1, 11):
+            await applier.apply(connection, [RecordedEvent(n, StreamId("tenant", f"t{n}"),
+                                TenantCreated(tenant_id=f"t{n}", name="Air", icao="AAA",
+                                              iata=None), datetime(2026, 11, 26, tzinfo=UTC),
+                                "admin")])
+        generic = await connection.fetchval(
+            "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements "
+            "WHERE (statement LIKE '%''checkpoint'' AS kind%' "
+            "OR statement LIKE '%SET last_sequence = $%') "
+            "AND statement NOT LIKE '%pg_prepared_statements%'")
+    finally:
+        await connection.close()
+    # Without custom plans PostgreSQL settles on a generic plan after five executions, chosen
+    # on the statistics of the moment (tables nearly empty here), and keeps it.
+    assert (generic == 0) is custom_plans
