@@ -35,6 +35,7 @@ from albatross.services.notifier.protocol import (
     ClientDecoder,
     ProtocolError,
     Resume,
+    aiohttp_max_msg_size,
 )
 from albatross.services.notifier.session import Session, SessionConfig
 
@@ -98,7 +99,8 @@ class WebSocketEndpoint:
             raise web.HTTPForbidden(text="Origin not allowed\n")
         config = self._config
         ws = web.WebSocketResponse(
-            heartbeat=config.heartbeat, compress=False, max_msg_size=config.max_message_bytes,
+            heartbeat=config.heartbeat, compress=False,
+            max_msg_size=aiohttp_max_msg_size(config.max_message_bytes),
             timeout=config.session.close_timeout)
         await ws.prepare(request)
         self._set_send_buffer(request)

@@ -30,6 +30,12 @@ CLOSE_TOO_SLOW = 4008  # the client could not keep up; it may reconnect and resu
 MAX_CLIENT_MESSAGE_BYTES = 4096
 
 
+def aiohttp_max_msg_size(max_message_bytes: int) -> int:
+    """aiohttp's ``max_msg_size`` that admits messages of up to ``max_message_bytes``: it
+    refuses a message of exactly ``max_msg_size`` bytes (found by tests/fuzz)."""
+    return max_message_bytes + 1
+
+
 class Auth(msgspec.Struct, frozen=True, tag_field="type", tag="auth", forbid_unknown_fields=True):
     token: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SECRET_LEN)]
 

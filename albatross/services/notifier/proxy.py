@@ -25,6 +25,7 @@ from albatross.services.notifier.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     MAX_CLIENT_MESSAGE_BYTES,
+    aiohttp_max_msg_size,
 )
 
 _log = get_logger("albatross.notifier.proxy")
@@ -74,7 +75,7 @@ class WebSocketProxy:
             return _problem(503, "unavailable")
         downstream = web.WebSocketResponse(
             autoping=True, heartbeat=self._heartbeat, compress=False,
-            max_msg_size=MAX_CLIENT_MESSAGE_BYTES, timeout=_CLOSE_TIMEOUT)
+            max_msg_size=aiohttp_max_msg_size(MAX_CLIENT_MESSAGE_BYTES), timeout=_CLOSE_TIMEOUT)
         try:
             await downstream.prepare(request)
         except BaseException:
