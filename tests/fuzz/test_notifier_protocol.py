@@ -61,6 +61,8 @@ BYSTANDER = "bystander-token"  # a pilot of tenant B
 TENANT_A, TENANT_B = uid("ta-"), uid("tb-")
 PILOT_A, PILOT_B = uid("ua-"), uid("ub-")
 AUTH_TIMEOUT = 0.3
+# Pauses before auth beyond this may meet the deadline on a loaded machine: either answer.
+AUTH_UNCERTAIN = 0.05
 TOO_BIG = {1009, 1006}  # aiohttp closes with 1009, or drops the connection (1006)
 
 
@@ -194,7 +196,8 @@ def frame(kind: str, value: Any) -> str | bytes | None:
 
 @dataclass(frozen=True)
 class Expected:
-    """The contract's answer to a script: the close codes allowed (None: still open)."""
+    """The contract's answer to a script: the close codes allowed (None: still open), and
+    whether the socket may have authenticated."""
 
     codes: frozenset[int | None]
     authenticated: bool
@@ -229,10 +232,13 @@ def _answer(script: list[tuple[str, Any]]) -> tuple[Expected, int | None]:
             continue
         if kind == "close":
             return Expected(frozenset({None}), authed), at  # the client ended it
-        if not authed and waited > AUTH_TIMEOUT - 0.1:
-            # Near or past the auth deadline: a timeout (4401) is right, or the frame's answer.
-            first = _first_frame(kind, value, decoder)
-            return Expected(frozenset({4401}) | first.codes, False), at
+        if not authed and waited > AUTH_UNCERTAIN:
+            # Near the auth deadline: a timeout (4401) is right, or whatever the script earns
+            # from here had the frame arrived in time (then it may authenticate).
+            in_time = [a for a in script[:at] if a[0] != "sleep"] + script[at:]
+            alternative, _ = _answer(in_time)
+            return Expected(frozenset({4401}) | alternative.codes,
+                            alternative.authenticated), at
         data = frame(kind, value)
         assert data is not None
         size = len(data.encode() if isinstance(data, str) else data)
