@@ -100,12 +100,16 @@ class Load:
         async with aiohttp.ClientSession(self.base_url, connector=connector,
                                          timeout=aiohttp.ClientTimeout(total=None)) as http:
             self._http = http
+            # Sockets first: a change made before a socket is ready is not owed to it.
+            self._listener_tasks = [asyncio.create_task(self._listener(n))
+                                    for n in range(self.listeners)]
+            async with asyncio.timeout(30):
+                while len(self.sockets_ready_at) < self.listeners:
+                    await asyncio.sleep(0.02)
             self._workers = [asyncio.create_task(self._pilot(token, n))
                              for n, token in enumerate(self.crew.pilots)]
             self._workers.append(asyncio.create_task(self._reviewer()))
             self._workers += [asyncio.create_task(self._reader(ryw)) for ryw in (True, False)]
-            self._listener_tasks = [asyncio.create_task(self._listener(n))
-                                    for n in range(self.listeners)]
             try:
                 yield self
             finally:
