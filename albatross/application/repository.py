@@ -32,7 +32,8 @@ from albatross.ports import (
 S = TypeVar("S")
 
 # Bump when a state type changes shape: old snapshots are then simply not found.
-SNAPSHOT_FORMAT = 1
+# 2: User.sessions_revocations (a format-1 snapshot would decode it as 0 whatever the history).
+SNAPSHOT_FORMAT = 2
 
 
 @dataclass(frozen=True)
