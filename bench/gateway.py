@@ -479,6 +479,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.clients = 1.0, 8
+    from albatross.observability import configure_logging
+
+    # Library log lines (server start-up, bootstrap) go to stderr: stdout is the JSON line.
+    configure_logging("bench", level="warning", stream=sys.stderr)
     only = set(args.only.split(",")) if args.only else None
     line = asyncio.run(orchestrate(args.seconds, args.clients, args.profile, only))
     _common().emit("gateway", line["results"], line["baselines"], line["targets"])
