@@ -2,52 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import msgspec
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from albatross.services.gateway.deps import DEPS, GatewayDeps
 from albatross.services.gateway.docs_page import DOCS_HTML
 from albatross.services.gateway.middlewares import (
+    DEFAULT_BODY_TIMEOUT,
     OPERATIONS_BY_ROUTE,
     GatewayMetrics,
     authentication,
     context_middleware,
 )
 from albatross.services.gateway.openapi import build_openapi
-from albatross.services.gateway.problems import ApiError
 from albatross.services.gateway.routes import API, OPERATIONS, Operation
 from albatross.services.gateway.security_headers import add_security_headers
 from albatross.services.gateway.static import add_static_routes
 from albatross.services.notifier.proxy import mount_ws_proxy
-
-DEFAULT_BODY_TIMEOUT = 10.0
-
-
-def body_deadline(seconds: float) -> Middleware:
-    """Read a request's body within ``seconds`` or drop the connection.
-
-    aiohttp waits for a body as long as the client keeps the connection open, so a client
-    that trickles its body (slow loris) would hold a handler forever. The body is read here,
-    once, before authentication; handlers then get it from aiohttp's cache.
-    """
-
-    @web.middleware
-    async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.body_exists:
-            try:
-                async with asyncio.timeout(seconds):
-                    await request.read()
-            except TimeoutError:
-                if request.transport is not None:
-                    request.transport.close()
-                raise ApiError("malformed_request",
-                               f"the request body did not arrive within {seconds:g} s") from None
-        return await handler(request)
-
-    return deadline
 
 
 def create_app(deps: GatewayDeps, *,
@@ -55,7 +26,7 @@ def create_app(deps: GatewayDeps, *,
     metrics = GatewayMetrics(deps.registry)
     app = web.Application(
         client_max_size=deps.body_limit,
-        middlewares=[context_middleware(metrics, deps.body_limit), body_deadline(body_timeout),
+        middlewares=[context_middleware(metrics, deps.body_limit, body_timeout),
                      authentication],
     )
     app[DEPS] = deps

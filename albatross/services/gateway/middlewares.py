@@ -1,9 +1,9 @@
 """The gateway's middlewares, outermost first: context, then authentication.
 
-``context``: request id (``X-Request-Id``, echoed), structlog context, the body-size limit,
-one access-log line and the metrics per request, and the error mapper (every exception becomes
-problem+json; an unexpected one is logged with its traceback and answered 500 without
-internals). ``authentication``: the principal for operations that need one, the
+``context``: request id (``X-Request-Id``, echoed), structlog context, the body-size limit and
+the body deadline, one access-log line and the metrics per request, and the error mapper
+(every exception becomes problem+json; an unexpected one is logged with its traceback and
+answered 500 without internals). ``authentication``: the principal for operations that need one, the
 ``password_change_required`` gate and the ``Albatross-Min-Sequence`` wait of GET requests.
 """
 
@@ -68,7 +68,27 @@ def _aiohttp_problem(exc: web.HTTPException) -> web.StreamResponse:
     return problem_response(code, detail, headers=headers)
 
 
-def context_middleware(metrics: GatewayMetrics, body_limit: int) -> Middleware:
+DEFAULT_BODY_TIMEOUT = 10.0
+
+
+async def _read_body_within(request: web.Request, seconds: float) -> None:
+    """Read the body (aiohttp caches it for the handler) or drop the connection.
+
+    aiohttp waits for a body as long as the client keeps the connection open, so a client
+    that trickles its body (slow loris) would hold a handler forever.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await request.read()
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.close()
+        raise ApiError("malformed_request",
+                       f"the request body did not arrive within {seconds:g} s") from None
+
+
+def context_middleware(metrics: GatewayMetrics, body_limit: int,
+                       body_timeout: float = DEFAULT_BODY_TIMEOUT) -> Middleware:
     log = get_logger("gateway.http")
 
     @web.middleware
@@ -81,6 +101,8 @@ def context_middleware(metrics: GatewayMetrics, body_limit: int) -> Middleware:
             try:
                 if (request.content_length or 0) > body_limit:
                     raise ApiError("payload_too_large", "the request body is larger than 64 KiB")
+                if request.body_exists:
+                    await _read_body_within(request, body_timeout)
                 response = await handler(request)
             except web.HTTPException as exc:
                 response = _aiohttp_problem(exc)
