@@ -506,3 +506,14 @@ async def test_the_web_ui_is_served_with_a_spa_fallback(tmp_path: Path) -> None:
             assert (await client.get("/api/setup")).status == 200
         finally:
             await client.close()
+
+
+async def test_uncommon_http_methods_share_one_metrics_label() -> None:
+    async with gateway() as gw:
+        for method in ("PROPFIND", "MKCOL", "LOCK", "SEARCH", "PURGE"):
+            response = await gw.client.request(method, "/api/no-such-thing")
+            assert response.status in (404, 405)
+        metrics = await (await gw.client.get("/metrics")).text()
+        assert "PROPFIND" not in metrics
+        assert "MKCOL" not in metrics
+        assert 'method="OTHER"' in metrics

@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -30,6 +31,7 @@ from albatross.services.gateway.routes import Operation
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 OPERATIONS_BY_ROUTE = web.AppKey("albatross.operations", dict[web.AbstractRoute, Operation])
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _HTTP_CODES = {400: "malformed_request", 401: "unauthorized", 403: "forbidden",
                404: "not_found", 405: "method_not_allowed", 409: "conflict",
@@ -48,6 +50,23 @@ class GatewayMetrics:
                                            2.5, 5, 10))
         self.unhandled = Counter("albatross_http_unhandled_errors",
                                  "Requests answered 500 (bugs)", registry=registry)
+        # Label children looked up once: ``labels()`` takes a lock and builds a key per call.
+        self._answered: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        # The HTTP parser passes dozens of methods (WebDAV's and more): uncommon ones share a
+        # label, so clients cannot multiply the metric series.
+        method = method if method in _METHODS else "OTHER"
+        answered = self._answered.get((method, route, status))
+        if answered is None:
+            answered = self._answered[(method, route, status)] = self.requests.labels(
+                method, route, str(status))
+        timed = self._timed.get((method, route))
+        if timed is None:
+            timed = self._timed[(method, route)] = self.duration.labels(method, route)
+        answered.inc()
+        timed.observe(seconds)
 
 
 def _route_label(request: web.Request) -> str:
@@ -121,8 +140,7 @@ def context_middleware(metrics: GatewayMetrics, body_limit: int,
             response.headers["X-Request-Id"] = request_id
             elapsed = time.perf_counter() - started
             route = _route_label(request)
-            metrics.requests.labels(request.method, route, str(response.status)).inc()
-            metrics.duration.labels(request.method, route).observe(elapsed)
+            metrics.observe(request.method, route, response.status, elapsed)
             log.info("request", method=request.method, path=request.path,
                      status=response.status, ms=round(elapsed * 1000, 2))
         return response
