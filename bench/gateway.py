@@ -252,7 +252,7 @@ async def caught_up(http: Any, base: str, auth: dict[str, str], pirep: dict[str,
 
 
 async def orchestrate(seconds: float, clients: int, profile_dir: str | None = None,
-                      only: set[str] | None = None, logins: int = 16) -> dict[str, Any]:
+                      only: set[str] | None = None, login_count: int = 16) -> dict[str, Any]:
     import aiohttp
 
     from albatross.adapters.passwords import TEST_ONLY_CHEAP, Argon2PasswordHasher
@@ -313,7 +313,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
             _, key, _ = await api(http, "POST", f"{base}/api/users/{pilot['id']}/apikeys",
                                   token, json={"name": "bench"})
             auth = {"X-API-Key": key["key"]}
-            login_emails = [f"bench-login-{n}@albatross.test" for n in range(logins)]
+            login_emails = [f"bench-login-{n}@albatross.test" for n in range(login_count)]
             for email in login_emails:
                 await api(http, "POST", f"{base}/api/users", token, json={
                     "email": email, "display_name": "Login", "password": PASSWORD,
@@ -427,7 +427,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
                  ("hello", "pg_select"), "rate", ">=", 0.5)
     ratio_target("post_p99_at_half_rate_vs_hello_p99", "post_pireps_half", ("hello_half",),
                  "p99_ms", "<=", 4.0)
-    ratio_target(f"me_p99_during_{logins}_logins_vs_idle", "me_during_logins", ("me_idle",),
+    ratio_target(f"me_p99_during_{login_count}_logins_vs_idle", "me_during_logins", ("me_idle",),
                  "p99_ms", "<=", 3.0)
     baseline_names = ("hello", "js_publish", "pg_select", "hello_half")
     return {
