@@ -39,10 +39,10 @@ load_all_checks()
 # "negative" cases include unknown headers, which servers rightly ignore; "positive" ones
 # carry random ids that rightly answer 404/409/422 (see tests/unit/test_gateway_schemathesis).
 EXCLUDED = [checks.negative_data_rejection, checks.positive_data_acceptance]
-# About 30 cases per scenario: ~1,500 cases and ~60 s of CPU on a loaded 2-core machine (the
-# checks send requests of their own too, e.g. "a created resource can be fetched"). A longer
-# run (a soak) raises it.
-SCENARIOS = int(os.environ.get("ALBATROSS_FUZZ_SCENARIOS", "50"))
+# About 25 cases per scenario: ~2,500 cases and ~90 s on a 2-core machine (the checks
+# send requests of their own too, e.g. "a created resource can be fetched"). A longer run (a
+# soak) raises it.
+SCENARIOS = int(os.environ.get("ALBATROSS_FUZZ_SCENARIOS", "100"))
 STEPS = 25
 
 
