@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from albatross.services.gateway.openapi import build_openapi
 from albatross.services.gateway.routes import OPERATIONS
+from tests.fuzzing_document import document_for_fuzzing
 from tests.reliability_figures import record
 from tests.unit.test_gateway_harness import Gateway, gateway, pirep_body
 
@@ -46,21 +47,7 @@ SCENARIOS = int(os.environ.get("ALBATROSS_FUZZ_SCENARIOS", "100"))
 STEPS = 25
 
 
-def _without_min_sequence(spec: dict[str, Any]) -> dict[str, Any]:
-    """Albatross-Min-Sequence beyond the store answers 503 by contract (a designed 5xx, tested
-    elsewhere), which "no server error" cannot tell from a bug: it is not generated."""
-    for methods in spec["paths"].values():
-        for operation in methods.values():
-            params = [p for p in operation.get("parameters", [])
-                      if p["name"] != "Albatross-Min-Sequence"]
-            if params:
-                operation["parameters"] = params
-            else:
-                operation.pop("parameters", None)
-    return spec
-
-
-schema = schemathesis.openapi.from_dict(_without_min_sequence(build_openapi(OPERATIONS)))
+schema = schemathesis.openapi.from_dict(document_for_fuzzing())
 
 
 @dataclass

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from albatross.services.gateway.openapi import build_openapi
-from albatross.services.gateway.routes import OPERATIONS
+from tests.fuzzing_document import document_for_fuzzing
 from tests.unit.test_gateway_harness import gateway, pirep_body
 
 # Pinned for the dev extra: schemathesis==4.32.5 (a skip fails in CI, see tests/conftest.py).
@@ -32,21 +31,7 @@ load_all_checks()
 EXCLUDED = [checks.negative_data_rejection, checks.positive_data_acceptance]
 
 
-def _without_min_sequence(spec: dict[str, Any]) -> dict[str, Any]:
-    """Albatross-Min-Sequence beyond the store answers 503 by contract (tested elsewhere):
-    a designed 5xx, which "no server error" cannot tell from a bug, so it is not generated."""
-    for methods in spec["paths"].values():
-        for operation in methods.values():
-            params = [p for p in operation.get("parameters", [])
-                      if p["name"] != "Albatross-Min-Sequence"]
-            if params:
-                operation["parameters"] = params
-            else:
-                operation.pop("parameters", None)
-    return spec
-
-
-schema = schemathesis.openapi.from_dict(_without_min_sequence(build_openapi(OPERATIONS)))
+schema = schemathesis.openapi.from_dict(document_for_fuzzing())
 
 
 @dataclass
