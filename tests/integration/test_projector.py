@@ -612,3 +612,36 @@ async def test_the_applier_connection_plans_each_batch_for_its_own_arrays(
     # Without custom plans PostgreSQL settles on a generic plan after five executions, chosen
     # on the statistics of the moment (tables nearly empty here), and keeps it.
     assert (generic == 0) is custom_plans
+
+
+async def test_read_model_queries_use_one_generic_plan_from_their_first_execution(
+        dsn: str) -> None:
+    await apply_migrations(dsn)
+    owner = await connect(dsn)
+    try:
+        await owner.execute(
+            "INSERT INTO read_model.pireps (id, tenant_id, pilot_id, status, flight_number, "
+            "departure, arrival, block_off_at, block_on_at, flight_time_minutes, source, "
+            "submitted_at, version) SELECT 'p' || g, 't' || (g % 10), 'u' || (g % 100), "
+            "'pending', 'X1', 'EGLL', 'KJFK', now(), now(), 60, 'manual', "
+            "now() - (g || ' seconds')::interval, 1 FROM generate_series(1, 20000) g")
+        await owner.execute("ANALYZE read_model.pireps")
+    finally:
+        await owner.close()
+    models = await PostgresReadModels.open(dsn, max_size=1)
+    try:
+        admin = Principal(user_id="a", role="TenantAdmin", tenant_id="t7", session_id="s")
+        for _ in range(3):
+            page = await models.list_pireps(admin, status=None, pilot_id=None, tenant_id=None,
+                                            limit=50, cursor=None)
+            assert len(page.items) == 50
+            assert {p.tenant_id for p in page.items} == {"t7"}
+        plans = await models._pool.fetchrow(
+            "SELECT sum(generic_plans) AS generic, sum(custom_plans) AS custom "
+            "FROM pg_prepared_statements WHERE statement LIKE '%FROM read_model.pireps%' "
+            "AND statement NOT LIKE '%pg_prepared_statements%'")
+    finally:
+        await models.close()
+    # Custom plans misjudge the row-level-security filter and scan all of a tenant's rows.
+    assert plans["custom"] == 0
+    assert plans["generic"] == 3

@@ -86,10 +86,11 @@ def _scope_tenant(query: _Query, principal: Principal, column: str) -> None:
 
 
 async def create_read_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
-    """The gateway's pool: connections as :data:`READER_ROLE`, released without a reset."""
+    """The gateway's pool: connections as :data:`READER_ROLE`, released without a reset,
+    statements planned once (generic plans: see :func:`create_pool`)."""
     return await create_pool(dsn, min_size=min_size, max_size=max_size,
                              application_name="albatross-read-models", role=READER_ROLE,
-                             keep_session=True)
+                             keep_session=True, generic_plans=True)
 
 
 class PostgresReadModels:
