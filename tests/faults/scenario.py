@@ -203,7 +203,11 @@ def leader_kill(mesh: Mesh, cluster: NatsCluster, outage: float
         cluster.kill_node(index)
         killed_at = time.monotonic()
         await asyncio.sleep(outage)
-        await cluster.restart_node(index)
+        # Back up and in the cluster, without waiting for every replica it holds to be current:
+        # nats-server 2.15 sometimes keeps the restarted node's ALBATROSS_CHANGES replica behind
+        # for a long time ("last msgid mismatch" while it replays chained publishes; seen once
+        # in CI). The other two replicas serve meanwhile, which is what this test is about.
+        await cluster.servers[index].restart()
         load.outages.append((killed_at, time.monotonic()))
         # The cluster serves again once a new leader is elected, without the old one.
         return await measure_recovery(mesh, load, killed_at)
