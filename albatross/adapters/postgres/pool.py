@@ -58,6 +58,19 @@ async def init_connection(connection: Connection) -> None:
                                     decoder=_decode_jsonb, format="binary")
 
 
+def _session_settings(application_name: str, role: str | None,
+                      plan_cache_mode: str | None) -> dict[str, str]:
+    """What every session of a pool or a dedicated connection starts with."""
+    settings = {**SERVER_SETTINGS, "application_name": application_name}
+    if role is not None:
+        # In the startup packet: the session starts as ``role``, and ``RESET ROLE`` or
+        # ``RESET ALL`` come back to it, not to the login user.
+        settings["role"] = role
+    if plan_cache_mode is not None:
+        settings["plan_cache_mode"] = plan_cache_mode
+    return settings
+
+
 async def _keep_session(connection: Connection) -> None:
     """A release that costs no round trip (asyncpg still rolls back an open transaction)."""
 
@@ -79,13 +92,8 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
     rows plus a sort (a second per list page on cold pages at 1,000,000 events) where the
     generic plan walks the keyset index and stops at the page's end.
     """
-    settings = {**SERVER_SETTINGS, "application_name": application_name}
-    if role is not None:
-        # In the startup packet: the session starts as ``role``, and ``RESET ROLE`` or
-        # ``RESET ALL`` come back to it, not to the login user.
-        settings["role"] = role
-    if generic_plans:
-        settings["plan_cache_mode"] = "force_generic_plan"
+    settings = _session_settings(application_name, role,
+                                 "force_generic_plan" if generic_plans else None)
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout,
         statement_cache_size=STATEMENT_CACHE_SIZE, init=init_connection,
@@ -102,11 +110,8 @@ async def connect(dsn: str, *, timeout: float = 10.0, application_name: str = "a
     them whole as they grow (seen: 80 ms instead of 3 ms per batch preload at 9,000 PIREPs).
     Planning a batch's two statements costs well under a millisecond.
     """
-    settings = {**SERVER_SETTINGS, "application_name": application_name}
-    if role is not None:
-        settings["role"] = role
-    if custom_plans:
-        settings["plan_cache_mode"] = "force_custom_plan"
+    settings = _session_settings(application_name, role,
+                                 "force_custom_plan" if custom_plans else None)
     connection = await asyncpg.connect(
         dsn, timeout=timeout, statement_cache_size=STATEMENT_CACHE_SIZE,
         server_settings=settings)
