@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -39,6 +40,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def py_spy() -> str:
+    """py-spy beside this interpreter (a venv's bin is often not on PATH), else from PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    found = str(beside) if beside.exists() else shutil.which("py-spy")
+    if found is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return found
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -257,7 +267,8 @@ async def caught_up(http: Any, base: str, auth: dict[str, str], pirep: dict[str,
 
 
 async def orchestrate(seconds: float, clients: int, profile_dir: str | None = None,
-                      only: set[str] | None = None, login_count: int = 16) -> dict[str, Any]:
+                      only: set[str] | None = None, login_count: int = 16,
+                      cprofile: str | None = None) -> dict[str, Any]:
     import aiohttp
 
     from albatross.adapters.passwords import TEST_ONLY_CHEAP, Argon2PasswordHasher
@@ -294,9 +305,10 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
                                {"ALBATROSS_PROJECTOR_PORT": str(projector_port)}),
                               ("albatross.services.gateway.main",
                                {"ALBATROSS_HTTP_PORT": str(port)})):
-            # With --profile the gateway runs under cProfile too (written when it stops).
-            profiled = (["-m", "cProfile", "-o", str(Path(profile_dir) / "gateway.prof")]
-                        if profile_dir and module.endswith("gateway.main") else [])
+            # With --cprofile the gateway runs under cProfile (written when it stops); it
+            # doubles the gateway's CPU, so py-spy's profiles are taken without it.
+            profiled = (["-m", "cProfile", "-o", cprofile]
+                        if cprofile and module.endswith("gateway.main") else [])
             children.append(await asyncio.create_subprocess_exec(
                 sys.executable, *profiled, "-m", module, env={**os.environ, **env, **extra},
                 stdout=asyncio.subprocess.DEVNULL))
@@ -340,7 +352,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
             """One load plus the CPU each process spent on it, in ms per request."""
             before = cpu_by_role(roots)
             spies = [await asyncio.create_subprocess_exec(
-                "py-spy", "record", "--pid", str(roots[role]), "--duration",
+                py_spy(), "record", "--pid", str(roots[role]), "--duration",
                 str(int(spec["seconds"])), "--rate", "250", "--format", "raw", "--output",
                 str(Path(profile_dir) / f"{spec['name']}-{role}.txt"), "--nonblocking",
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
@@ -477,8 +489,10 @@ def main() -> None:
                         help="a smoke run at a tiny size (1 s per load, 8 clients)")
     parser.add_argument("--profile", metavar="DIR",
                         help="record py-spy profiles (collapsed stacks) of the gateway and the "
-                             "projector during the POST and GET loads into DIR, and a cProfile "
-                             "of the gateway's whole run (DIR/gateway.prof)")
+                             "projector during the POST and GET loads into DIR")
+    parser.add_argument("--cprofile", metavar="FILE",
+                        help="run the gateway under cProfile and write its stats to FILE "
+                             "(call counts; it doubles the gateway's CPU)")
     parser.add_argument("--only", metavar="LOADS",
                         help="comma-separated loads to run (hello, js_publish, pg_select, "
                              "post_pireps, post_pireps_half, get_pirep, hello_half, me); "
@@ -493,7 +507,8 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     # The quick smoke run logs in 4 users instead of 16 (each login is its own process).
     logins = 4 if args.quick else 16
-    line = asyncio.run(orchestrate(args.seconds, args.clients, args.profile, only, logins))
+    line = asyncio.run(orchestrate(args.seconds, args.clients, args.profile, only, logins,
+                                   args.cprofile))
     _common().emit("gateway", line["results"], line["baselines"], line["targets"])
 
 

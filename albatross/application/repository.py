@@ -2,8 +2,11 @@
 
 Loads read a snapshot and the stream's version concurrently; when they agree (the usual
 case) the state is ready after one round trip, whatever the size of the store; otherwise only
-the events after the snapshot are read and folded. Snapshots are written after each append
-and are only a cache: the version check on append keeps every decision honest.
+the events after the snapshot are read and folded. Snapshots are only a cache (the version
+check on append keeps every decision honest), written by an append once a load would otherwise
+walk :data:`SNAPSHOT_AFTER_EVENTS` events: a one-event history (a new PIREP) reads as cheaply
+from the stream as from a snapshot, and skipping its snapshot saves the store a second write
+(and fsync) per command.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ S = TypeVar("S")
 # Bump when a state type changes shape: old snapshots are then simply not found.
 # 2: User.sessions_revocations (a format-1 snapshot would decode it as 0 whatever the history).
 SNAPSHOT_FORMAT = 2
+# Events beyond the last snapshot at which an append writes a new one (a load walks at most
+# one fewer, one Direct Get each).
+SNAPSHOT_AFTER_EVENTS = 2
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class Loaded(Generic[S]):
     stream: StreamId
     state: S | None
     version: int
+    # Events the load read beyond its snapshot (all of them when there was none).
+    unsnapshotted: int = 0
 
 
 class AggregateRepository(Generic[S]):
@@ -60,6 +68,7 @@ class AggregateRepository(Generic[S]):
                                                  self._store.version(stream))
         state: S | None = None
         after = 0
+        unsnapshotted = 0
         if snapshot is not None and 0 < snapshot.version <= version:
             try:
                 state = self._decoder.decode(snapshot.state)
@@ -70,7 +79,8 @@ class AggregateRepository(Generic[S]):
             events = await self._store.load(stream, after=after)
             state = self._kind.fold(state, ((r.event, r.occurred_at) for r in events))
             version = events[-1].sequence if events else after
-        return Loaded(stream, state, version)
+            unsnapshotted = len(events)
+        return Loaded(stream, state, version, unsnapshotted)
 
     async def append(self, loaded: Loaded[S], events: Sequence[Event], *, occurred_at: datetime,
                      actor_id: str | None, expected_version: int | None = None,
@@ -82,7 +92,7 @@ class AggregateRepository(Generic[S]):
             stream=loaded.stream, events=events, expected_version=expected,
             occurred_at=occurred_at, actor_id=actor_id, idempotency_key=idempotency_key,
             claims=claims))
-        if not result.duplicate:
+        if not result.duplicate and loaded.unsnapshotted + len(events) >= SNAPSHOT_AFTER_EVENTS:
             state = self._kind.fold(loaded.state, ((e, occurred_at) for e in events))
             if state is not None:
                 await self._snapshots.put(self._key(loaded.stream),

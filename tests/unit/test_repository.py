@@ -153,3 +153,37 @@ async def test_a_snapshot_of_an_older_format_is_ignored(
     loaded = await repo.load(stream)
     assert store.loads == [0]  # replayed from the events, not taken from the old snapshot
     assert loaded.version == result.sequence
+
+
+async def test_a_one_event_history_writes_no_snapshot_and_the_next_append_does(
+        store: CountingStore, snapshots: InMemorySnapshotStore) -> None:
+    from datetime import timedelta
+
+    from albatross.domain import pireps
+    from albatross.domain.aggregates import PIREP
+
+    repo = AggregateRepository(PIREP, store, snapshots)
+    stream = repo.stream("p1", "t1")
+    details = pireps.FlightDetails(flight_number="BAW1", departure="EGLL", arrival="KJFK",
+                                   block_off_at=NOW - timedelta(hours=8),
+                                   block_on_at=NOW - timedelta(minutes=5),
+                                   flight_time_minutes=475)
+    submitted = await repo.append(Loaded(stream, None, 0), pireps.decide_submit(
+        None, pireps.SubmitPirep(pirep_id="p1", tenant_id="t1", pilot_id="u1",
+                                 details=details, now=NOW)), occurred_at=NOW, actor_id="u1")
+    # Reading one event from the stream costs what reading a snapshot would.
+    assert snapshots._snapshots == {}
+    store.loads.clear()
+    loaded = await repo.load(stream)
+    assert store.loads == [0]
+    assert loaded.unsnapshotted == 1
+    assert loaded.state is not None and loaded.state.status == "pending"
+    reviewed = await repo.append(loaded, pireps.decide_review(loaded.state, pireps.ReviewPirep(
+        decision="accept", reviewer_id="admin")), occurred_at=NOW, actor_id="admin")
+    snapshot = snapshots._snapshots[f"v{SNAPSHOT_FORMAT}." + stream.key]
+    assert snapshot.version == reviewed.sequence > submitted.sequence
+    store.loads.clear()
+    again = await repo.load(stream)
+    assert store.loads == []  # answered by the snapshot alone
+    assert again.state is not None and again.state.status == "accepted"
+    assert again.version == reviewed.sequence

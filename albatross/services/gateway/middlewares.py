@@ -10,20 +10,24 @@ answered 500 without internals). ``authentication``: the principal for operation
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from albatross.application.errors import PasswordChangeRequired
 from albatross.application.principal import Principal
-from albatross.observability import get_logger
+from albatross.observability import (
+    add_log_fields,
+    close_log_fields,
+    get_logger,
+    open_log_fields,
+)
 from albatross.services.gateway.deps import DEPS, PRINCIPAL, REQUEST_ID, SECRET
 from albatross.services.gateway.problems import ApiError, known_problem, problem_response
 from albatross.services.gateway.routes import Operation
@@ -96,6 +100,9 @@ async def _read_body_within(request: web.Request, seconds: float) -> None:
     aiohttp waits for a body as long as the client keeps the connection open, so a client
     that trickles its body (slow loris) would hold a handler forever.
     """
+    if request.content.is_eof():  # the whole body came with the headers: nothing to wait for
+        await request.read()
+        return
     try:
         async with asyncio.timeout(seconds):
             await request.read()
@@ -113,10 +120,11 @@ def context_middleware(metrics: GatewayMetrics, body_limit: int,
     @web.middleware
     async def context(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get("X-Request-Id", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         request[REQUEST_ID] = request_id
         started = time.perf_counter()
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        log_fields = open_log_fields(request_id=request_id)
+        try:
             try:
                 if (request.content_length or 0) > body_limit:
                     raise ApiError("payload_too_large", "the request body is larger than 64 KiB")
@@ -143,6 +151,8 @@ def context_middleware(metrics: GatewayMetrics, body_limit: int,
             metrics.observe(request.method, route, response.status, elapsed)
             log.info("request", method=request.method, path=request.path,
                      status=response.status, ms=round(elapsed * 1000, 2))
+        finally:
+            close_log_fields(log_fields)
         return response
 
     return context
@@ -200,13 +210,12 @@ async def authentication(request: web.Request, handler: Handler) -> web.StreamRe
     request[SECRET] = secret
     if deps.api_key_usage is not None:
         deps.api_key_usage.note(principal, deps.clock.now())
-    with structlog.contextvars.bound_contextvars(user_id=principal.user_id,
-                                                 tenant_id=principal.tenant_id):
-        if principal.must_change_password and not _may_act_before_password_change(
-                operation, request, principal):
-            raise PasswordChangeRequired("change your password first: "
-                                         f"POST /api/users/{principal.user_id}/password")
-        return await _after_auth(request, handler, operation)
+    add_log_fields(user_id=principal.user_id, tenant_id=principal.tenant_id)
+    if principal.must_change_password and not _may_act_before_password_change(
+            operation, request, principal):
+        raise PasswordChangeRequired("change your password first: "
+                                     f"POST /api/users/{principal.user_id}/password")
+    return await _after_auth(request, handler, operation)
 
 
 async def _after_auth(request: web.Request, handler: Handler,
