@@ -247,8 +247,7 @@ async def append_kinds(site: Site, codec: EventCodec) -> dict[str, Measure]:
                              stream=site.topology.events_stream, headers={
                                  "Albatross-Event-Type": "PirepSubmitted",
                                  "Nats-Msg-Id": f"{append_id}:0",
-                                 "Albatross-Append-Id": append_id,
-                                 "Albatross-Prev-Seq": "0", "Albatross-Batch-Offset": "0",
+                                 "Albatross-Prev-Seq": "0",
                                  "Nats-Expected-Last-Subject-Sequence": "0",
                                  "Nats-Expected-Last-Subject-Sequence-Subject":
                                      f"albatross.*.{key}"})

@@ -6,21 +6,25 @@ Layout: one subject per aggregate and visibility
 last message, checked on append with a wildcard expectation that covers both of its subjects.
 
 Loads never scan the stream: every message names the aggregate's previous version
-(``Albatross-Prev-Seq``) and its offset within its own append (``Albatross-Batch-Offset``), so
+(``Albatross-Prev-Seq``) and, through its ``Nats-Msg-Id``, its offset within its own append, so
 the history is walked backwards with Direct Gets, one per event, from the last message on the
 aggregate's subjects. Appends of several messages use an atomic batch (ADR-50), whose messages
 are stored contiguously.
 
 Every message carries ``Nats-Msg-Id = <append id>:<index>``; the append id is the caller's
 idempotency key (or a fresh one), so a retry after a lost ack is recognised whether the server
-answers "duplicate" or, on the single-replica path, "wrong last sequence" (10071).
+answers "duplicate" or, on the single-replica path, "wrong last sequence" (10071). Events come
+before claims in an append, so an event's index is its offset among the append's events.
+Messages written before 2026-11-26 also restate both parts in ``Albatross-Append-Id`` and
+``Albatross-Batch-Offset``, which are no longer written (each header costs the server and the
+client a visible share of an append's CPU) nor needed to read them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -57,9 +61,7 @@ from albatross.ports import (
 )
 
 H_TYPE = "Albatross-Event-Type"
-H_APPEND = "Albatross-Append-Id"
 H_PREV = "Albatross-Prev-Seq"
-H_OFFSET = "Albatross-Batch-Offset"
 H_MSG_ID = "Nats-Msg-Id"
 
 WRONG_LAST_SEQUENCE = 10071
@@ -101,7 +103,7 @@ class JetStreamEventStore:
             raise ValueError("an append needs at least one event")
         if request.idempotency_key is not None and not _KEY.match(request.idempotency_key):
             raise ValueError("idempotency keys are 1-100 characters of [A-Za-z0-9_=-]")
-        append_id = request.idempotency_key or uuid.uuid4().hex
+        append_id = request.idempotency_key or os.urandom(16).hex()
         return await self._retrying(lambda: self._append_once(request, append_id))
 
     async def _append_once(self, request: AppendRequest, append_id: str) -> AppendResult:
@@ -130,7 +132,7 @@ class JetStreamEventStore:
                 subject=event_subject(request.stream, event),
                 data=self._codec.encode(event, request.occurred_at, request.actor_id),
                 headers={H_TYPE: event.event_type, H_MSG_ID: f"{append_id}:{index}",
-                         H_APPEND: append_id, H_PREV: str(expected), H_OFFSET: str(index)},
+                         H_PREV: str(expected)},
                 secret=event.secret,
             ))
         # Claims come last so that an aggregate's messages of one append are contiguous.
@@ -138,7 +140,7 @@ class JetStreamEventStore:
             out.append(_Outgoing(
                 subject=claim_subject(claim),
                 data=msgspec.json.encode({"stream": request.stream.key}),
-                headers={H_MSG_ID: f"{append_id}:{offset}", H_APPEND: append_id},
+                headers={H_MSG_ID: f"{append_id}:{offset}"},
                 secret=True,
             ))
         return out
@@ -166,7 +168,7 @@ class JetStreamEventStore:
 
     async def _publish_batch(self, messages: list[_Outgoing], stream: StreamId,
                              expected: int) -> _PubAck:
-        batch_id = uuid.uuid4().hex
+        batch_id = os.urandom(16).hex()
         last = len(messages)
         for number, message in enumerate(messages, start=1):
             headers = {**message.headers, "Nats-Batch-Id": batch_id,
@@ -204,7 +206,7 @@ class JetStreamEventStore:
             return earlier
         for claim in request.claims:
             holder = await self._direct.last_on(claim_subject(claim))
-            if holder is not None and holder.headers.get(H_APPEND) != append_id:
+            if holder is not None and _append_id_of(holder) != append_id:
                 raise ClaimTaken(claim)
         actual = await self.version(request.stream)
         if request.expected_version is None and actual != expected:
@@ -216,7 +218,7 @@ class JetStreamEventStore:
         for _ in range(_RETRY_LOOKBACK):
             if message is None:
                 return None
-            if message.headers.get(H_APPEND) == append_id:
+            if _append_id_of(message) == append_id:
                 group = await self._group_of(message)
                 public = [m.sequence for m in group if m.subject.startswith(EVENTS + ".")]
                 return AppendResult(sequence=message.sequence,
@@ -275,14 +277,14 @@ class JetStreamEventStore:
 
     async def _group_of(self, last: StoredMessage) -> list[StoredMessage]:
         """The aggregate's messages of the append that ``last`` ends, oldest first."""
-        offset = int(last.headers.get(H_OFFSET, "0"))
+        offset = _offset_of(last)
         if offset == 0:
             return [last]
         earlier = await asyncio.gather(*(self._direct.by_sequence(seq)
                                          for seq in range(last.sequence - offset, last.sequence)))
         group = []
         for stored in earlier:
-            if stored is None or stored.headers.get(H_APPEND) != last.headers.get(H_APPEND):
+            if stored is None or _append_id_of(stored) != _append_id_of(last):
                 raise DecodeError(f"append at seq {last.sequence} is not contiguous")
             group.append(stored)
         return [*group, last]
@@ -325,6 +327,17 @@ class JetStreamEventStore:
 
 class _HeadMoved(Exception):
     """An unchecked append raced another writer: read the head again and retry."""
+
+
+def _append_id_of(message: StoredMessage) -> str | None:
+    msg_id = message.headers.get(H_MSG_ID)
+    return msg_id.rpartition(":")[0] if msg_id else None
+
+
+def _offset_of(message: StoredMessage) -> int:
+    """An event message's index among its append's events (0 for a one-event append)."""
+    index = message.headers.get(H_MSG_ID, "").rpartition(":")[2]
+    return int(index) if index.isdigit() else 0
 
 
 def _expectation(stream: StreamId, expected: int) -> dict[str, str]:
