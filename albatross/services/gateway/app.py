@@ -9,13 +9,12 @@ from albatross.services.gateway.deps import DEPS, GatewayDeps
 from albatross.services.gateway.docs_page import DOCS_HTML
 from albatross.services.gateway.middlewares import (
     DEFAULT_BODY_TIMEOUT,
-    OPERATIONS_BY_ROUTE,
     GatewayMetrics,
-    authentication,
     context_middleware,
+    operation_handler,
 )
 from albatross.services.gateway.openapi import build_openapi
-from albatross.services.gateway.routes import API, OPERATIONS, Operation
+from albatross.services.gateway.routes import API, OPERATIONS
 from albatross.services.gateway.security_headers import add_security_headers
 from albatross.services.gateway.static import add_static_routes
 from albatross.services.notifier.proxy import mount_ws_proxy
@@ -26,16 +25,13 @@ def create_app(deps: GatewayDeps, *,
     metrics = GatewayMetrics(deps.registry)
     app = web.Application(
         client_max_size=deps.body_limit,
-        middlewares=[context_middleware(metrics, deps.body_limit, body_timeout),
-                     authentication],
+        middlewares=[context_middleware(metrics, deps.body_limit, body_timeout)],
     )
     app[DEPS] = deps
     add_security_headers(app, docs_html=DOCS_HTML)
-    by_route: dict[web.AbstractRoute, Operation] = {}
     for operation in OPERATIONS:
-        route = app.router.add_route(operation.method, API + operation.path, operation.handler)
-        by_route[route] = operation
-    app[OPERATIONS_BY_ROUTE] = by_route
+        app.router.add_route(operation.method, API + operation.path,
+                             operation_handler(operation))
 
     spec = msgspec.json.encode(build_openapi(OPERATIONS))
 
