@@ -188,6 +188,7 @@ def run_bench(spec: BenchSpec, deadline: float, *, python: str = sys.executable,
         process = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                    errors="replace", start_new_session=True,
+                                   preexec_fn=_interruptible,
                                    env=bench_environment(os.environ))
         output.attach(process, spec.name, log, relay)
         if active is not None:
@@ -247,6 +248,13 @@ def _tail_hint(tail: Sequence[str], log: Path) -> str:
     """The last meaningful stderr line (usually the exception) and where the rest is."""
     last = next((text.strip() for text in reversed(tail) if text.strip()), "")
     return (f": {last[:300]}" if last else "") + f" (stderr: {log})"
+
+
+def _interruptible() -> None:
+    # Run in the child before exec. A shell without job control starts background jobs
+    # (`nohup make bench &`) with SIGINT ignored, which the bench would inherit; Python then
+    # installs no KeyboardInterrupt handler and the graceful stop below would be ignored.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop_tree(process: subprocess.Popen[str], grace: float = STOP_GRACE_S) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -152,8 +153,22 @@ def test_no_line_and_a_malformed_line_are_failures(tmp_path: Path) -> None:
     assert run.reason == "malformed JSON line: 'targets' is not a non-empty list"
 
 
-def test_a_bench_past_its_deadline_is_interrupted_and_fails(tmp_path: Path) -> None:
-    # Like a real bench: SIGINT runs its clean-up, which is given the time it needs.
+@pytest.mark.parametrize("inherited_sigint", ["default", "ignored"])
+def test_a_bench_past_its_deadline_is_interrupted_and_fails(
+        tmp_path: Path, inherited_sigint: str) -> None:
+    # Like a real bench: SIGINT runs its clean-up, which is given the time it needs; also when
+    # the runner was started with SIGINT ignored (a background job of a shell without job
+    # control), which its children would otherwise inherit.
+    previous = signal.getsignal(signal.SIGINT)
+    if inherited_sigint == "ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _interrupt_slow_bench(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _interrupt_slow_bench(tmp_path: Path) -> None:
     script = fake(tmp_path, "slow", """
         try:
             time.sleep(60)
