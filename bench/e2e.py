@@ -40,6 +40,9 @@ only when every POST was answered and every change arrived or the 30 s drain ran
   the changes stream, the notifier's consumer and policy filter, and the gateway's WebSocket
   proxy hop.
 
+Each step of the mesh also reports ``stages``: per PIREP, where its time went, split at the
+moments nats-server stored its event and its change message (:func:`stage_breakdown`).
+
 Target (issue 9): end-to-end p99 <= 50 ms at 500 commands/s, everything on this machine.
 ``--quick`` (CI smoke): 1-second steps, 2 search steps.
 """
@@ -57,6 +60,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -131,6 +135,10 @@ async def load_step(spec: dict[str, Any]) -> dict[str, Any]:
     all_in = asyncio.Event()
     expected = [total]
     prefix = spec["prefix"]
+    # Wall-clock twins of the monotonic times and each PIREP's id, for the stage breakdown.
+    ids: dict[str, str] = {}
+    answered_wall: dict[str, float] = {}
+    received_wall: dict[str, float] = {}
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as http:
         ws = await http.ws_connect(spec["ws_url"], max_msg_size=0)
@@ -154,6 +162,7 @@ async def load_step(spec: dict[str, Any]) -> dict[str, Any]:
                 marker = message.data.remarks if message.data is not None else None
                 if marker is not None and marker.startswith(prefix) and marker not in received:
                     received[marker] = now
+                    received_wall[marker] = time.time()
                     if len(received) >= expected[0]:
                         all_in.set()
 
@@ -162,10 +171,13 @@ async def load_step(spec: dict[str, Any]) -> dict[str, Any]:
                 async with http.post(spec["url"], data=pirep_body(marker), headers={
                         "X-API-Key": spec["api_key"],
                         "Content-Type": "application/json"}) as response:
-                    await response.read()
+                    body = await response.read()
                     outcome = str(response.status)
                     if response.status == 201:
                         posted.append(time.monotonic() - at)
+                        answered_wall[marker] = time.time()
+                        with contextlib.suppress(ValueError, TypeError, KeyError):
+                            ids[marker] = str(json.loads(body)["id"])
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 outcome = type(exc).__name__
             statuses[outcome] = statuses.get(outcome, 0) + 1
@@ -178,6 +190,7 @@ async def load_step(spec: dict[str, Any]) -> dict[str, Any]:
         listener = asyncio.create_task(listen())
         tasks = []
         started = time.monotonic()
+        started_wall = time.time()
         for n in range(total):
             at = started + n / rate
             delay = at - time.monotonic()
@@ -200,6 +213,11 @@ async def load_step(spec: dict[str, Any]) -> dict[str, Any]:
     # the percentiles numbers; the delivered-fraction target is what fails on a loss.
     gave_up = time.monotonic()
     latencies = [received.get(m, gave_up) - at for m, at in due.items()]
+    stages = None
+    if spec.get("nats_url") and ids:
+        due_wall = {m: started_wall + (at - started) for m, at in due.items()}
+        stages = await stage_breakdown(spec["nats_url"], started_wall, ids, due_wall,
+                                       answered_wall, received_wall)
     errors = sum(count for status, count in statuses.items() if status != "201")
     return {"rate_per_s": rate, "seconds": seconds, "posted": total,
             "sent_per_s": round(total / send_seconds, 1) if send_seconds > 0 else None,
@@ -207,9 +225,64 @@ async def load_step(spec: dict[str, Any]) -> dict[str, Any]:
             "errors": errors, "changes_received": sum(1 for m in due if m in received),
             "changes_expected": len(due), "e2e": stats_ms(latencies),
             "post_response": stats_ms(posted),
+            **({"stages": stages} if stages is not None else {}),
             # Is the load process itself short of CPU? (its share of one core, whole step)
             "client_cpu_s": round(time.process_time(), 2),
             "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
+async def stored_at(nats_url: str, stream: str, subjects: str, since: float,
+                    wanted: set[str]) -> dict[str, float]:
+    """When JetStream stored each wanted resource's first message on ``subjects`` (wall s)."""
+    import nats
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    nc = await nats.connect(nats_url)
+    found: dict[str, float] = {}
+    try:
+        subscription = await nc.jetstream().pull_subscribe(subjects, stream=stream, config=(
+            ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
+                           opt_start_time=datetime.fromtimestamp(since - 1.0, UTC),
+                           ack_policy=AckPolicy.NONE, inactive_threshold=30.0,
+                           mem_storage=True)))
+        while len(found) < len(wanted):
+            try:
+                messages = await subscription.fetch(500, timeout=2.0)
+            except TimeoutError:
+                break
+            for msg in messages:
+                resource = msg.subject.rsplit(".", 1)[-1]
+                if resource in wanted and resource not in found:
+                    found[resource] = msg.metadata.timestamp.timestamp()
+        await subscription.unsubscribe()
+    finally:
+        await nc.close()
+    return found
+
+
+async def stage_breakdown(nats_url: str, since: float, ids: dict[str, str],
+                          due: dict[str, float], answered: dict[str, float],
+                          received: dict[str, float]) -> dict[str, Any]:
+    """Where each PIREP's end-to-end time went, from the stored timestamps of its event and
+    its change (nats-server's wall clock, the same machine's): due → event stored (load client,
+    HTTP, gateway, append), event stored → POST answered (ack, fsync, gateway's response),
+    event stored → change stored (projector: consume, apply, commit, outbox, publish), change
+    stored → received (notifier, the gateway's WebSocket proxy, the client)."""
+    wanted = set(ids.values())
+    events = await stored_at(nats_url, "ALBATROSS_EVENTS", "albatross.events.*.pirep.*",
+                             since, wanted)
+    changes = await stored_at(nats_url, "ALBATROSS_CHANGES", "albatross.changes.*.pirep.*",
+                              since, wanted)
+    parts: dict[str, list[float]] = {"due_to_event_stored": [], "event_stored_to_answered": [],
+                                     "event_to_change_stored": [],
+                                     "change_stored_to_received": []}
+    for marker, resource in ids.items():
+        if resource in events and resource in changes and marker in received:
+            parts["due_to_event_stored"].append(events[resource] - due[marker])
+            parts["event_stored_to_answered"].append(answered[marker] - events[resource])
+            parts["event_to_change_stored"].append(changes[resource] - events[resource])
+            parts["change_stored_to_received"].append(received[marker] - changes[resource])
+    return {name: stats_ms(values) for name, values in parts.items()}
 
 
 # Baseline server ----------------------------------------------------------------------------
@@ -275,9 +348,10 @@ def sustainable(step: dict[str, Any]) -> bool:
 
 
 class Runner:
-    def __init__(self, base: str, api_key: str) -> None:
+    def __init__(self, base: str, api_key: str, nats_url: str | None = None) -> None:
         self.base = base
         self.api_key = api_key
+        self.nats_url = nats_url  # None: no stage breakdown (the baseline stores no PIREPs)
         self.count = 0
 
     async def step(self, rate: float, seconds: float, label: str) -> dict[str, Any]:
@@ -285,7 +359,7 @@ class Runner:
         spec = {"url": f"{self.base}/api/pireps",
                 "ws_url": f"{self.base.replace('http', 'ws', 1)}/api/ws",
                 "api_key": self.api_key, "rate": rate, "seconds": seconds,
-                "prefix": f"s{self.count}-"}
+                "prefix": f"s{self.count}-", "nats_url": self.nats_url}
         result = await mesh_mod.run_child(HERE, "load", spec,
                                           timeout=seconds * 20 + DRAIN_TIMEOUT + 120)
         e2e = result["e2e"]
@@ -294,6 +368,10 @@ class Runner:
                         f"{result['changes_received']}/{result['changes_expected']} changes, "
                         f"{result['errors']} errors -> "
                         f"{'sustainable' if sustainable(result) else 'NOT sustainable'}")
+        if "stages" in result:
+            common.progress("  stages p50 / p99 ms: " + "; ".join(
+                f"{name} {part['p50_ms']} / {part['p99_ms']}"
+                for name, part in result["stages"].items()))
         return result
 
 
@@ -344,7 +422,7 @@ async def orchestrate(cfg: Config) -> None:
                                         expect=201, json={"name": "E2E Air", "icao": "EEB"})
             _, api_key = await mesh_mod.pilot_with_key(http, mesh, token, tenant["id"],
                                                        "e2e-pilot@albatross.test")
-        run = Runner(mesh.base, api_key)
+        run = Runner(mesh.base, api_key, mesh.nats.url)
         await run.step(50, 1.0 if cfg.quick else 3.0, "warm-up")
         at_100 = await run.step(100, cfg.seconds, "fixed")
         at_500 = await run.step(TARGET_RATE, cfg.seconds, "fixed")
