@@ -174,6 +174,9 @@ class OutboxPublisher:
                 f"FROM {self._s}.change_outbox ORDER BY event_sequence, ordinal LIMIT {CHUNK}")
             if not rows:
                 return total
+            # A short chunk was everything committed when it was read: rows committed since
+            # set ``wake``, so the caller comes back at once and no empty read is needed.
+            everything = len(rows) < CHUNK and self._chain_trusted
             if not self._chain_trusted:
                 # The stream may not know its last message id (restarted, expired): the
                 # first message goes alone, without the expectation, and restarts the chain.
@@ -215,6 +218,8 @@ class OutboxPublisher:
                 if isinstance(failure, PublishRefused) and failure.err_code == WRONG_LAST_MSG_ID:
                     self._chain_trusted = False
                 raise failure
+            if everything:
+                return total
 
     async def run(self, connection: Connection, stop: asyncio.Event) -> None:
         """Publish until ``stop``; woken by :attr:`wake` after each commit, else every second."""
