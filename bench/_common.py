@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 Op = Literal[">=", "<="]
@@ -39,6 +40,35 @@ def progress(message: str) -> None:
 def elapsed() -> float:
     """Seconds since this module was imported (roughly: since the benchmark started)."""
     return time.perf_counter() - _STARTED
+
+
+# CPU accounting: where the two cores go during a load ---------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu(pid: int) -> tuple[float, int]:
+    """(user+system CPU seconds, parent pid) of a live process, or (0, 0)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0, 0
+    fields = stat[stat.rindex(")") + 2:].split()
+    return sum(int(f) for f in fields[11:15]) / _TICK, int(fields[1])
+
+
+def cpu_by_role(roots: dict[str, int]) -> dict[str, float]:
+    """CPU seconds used so far by each root process and all its descendants (Linux /proc)."""
+    table: dict[int, tuple[float, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            table[int(entry.name)] = _proc_cpu(int(entry.name))
+
+    def tree(pid: int) -> float:
+        return table.get(pid, (0.0, 0))[0] + sum(tree(child) for child, (_, parent)
+                                                in table.items() if parent == pid)
+
+    return {role: tree(pid) for role, pid in roots.items()}
 
 
 # Statistics ---------------------------------------------------------------------------------

@@ -152,6 +152,15 @@ class Mesh:
         """True when a service's pid changed (the supervisor restarted it): figures suspect."""
         return self._service_pids() != self.pids
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by each service, nats-server and PostgreSQL (with its
+        workers and autovacuum)."""
+        roots = dict(self.pids)
+        for name, server in (("nats-server", self.nats), ("postgres", self.pg)):
+            if server.pid is not None:
+                roots[name] = server.pid
+        return common.cpu_by_role(roots)
+
     def memory_kib(self) -> dict[str, dict[str, int]]:
         return {name: {"rss_kib": proc_status_kib(pid), "hwm_kib": proc_status_kib(pid, "VmHWM")}
                 for name, pid in self.pids.items()}

@@ -65,35 +65,6 @@ def summary(latencies: list[float], errors: int, seconds: float) -> dict[str, An
             "loadgen_cpu_s": round(time.process_time(), 2)}
 
 
-# CPU accounting: where the two cores go during a load ----------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_cpu(pid: int) -> tuple[float, int]:
-    """(user+system CPU seconds, parent pid) of a live process, or (0, 0)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0, 0
-    fields = stat[stat.rindex(")") + 2:].split()
-    return sum(int(f) for f in fields[11:15]) / _TICK, int(fields[1])
-
-
-def cpu_by_role(roots: dict[str, int]) -> dict[str, float]:
-    """CPU seconds used so far by each root process and all its descendants (Linux /proc)."""
-    table: dict[int, tuple[float, int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            table[int(entry.name)] = _proc_cpu(int(entry.name))
-
-    def tree(pid: int) -> float:
-        return table.get(pid, (0.0, 0))[0] + sum(tree(child) for child, (_, parent)
-                                                in table.items() if parent == pid)
-
-    return {role: tree(pid) for role, pid in roots.items()}
-
-
 # Load generators (each runs in its own process) ---------------------------------------------
 
 async def worker_loop(call: Any, seconds: float, clients: int, rate: float | None,
@@ -350,7 +321,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
 
         async def measured(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
             """One load plus the CPU each process spent on it, in ms per request."""
-            before = cpu_by_role(roots)
+            before = _common().cpu_by_role(roots)
             spies = [await asyncio.create_subprocess_exec(
                 py_spy(), "record", "--pid", str(roots[role]), "--duration",
                 str(int(spec["seconds"])), "--rate", "250", "--format", "raw", "--output",
@@ -360,7 +331,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
             figure = await run_child(mode, spec)
             for spy in spies:
                 await spy.wait()
-            after = cpu_by_role(roots)
+            after = _common().cpu_by_role(roots)
             done = max(1.0, figure["rate"] * spec["seconds"])
             figure["cpu_ms_per_request"] = {
                 **{role: round((after[role] - before[role]) * 1000 / done, 3) for role in roots},

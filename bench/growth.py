@@ -506,9 +506,15 @@ async def measure(label: str, mesh: Any, keys: list[str], ids: list[str],
     for kind in ("post", "list", "get"):
         spec = {"kind": kind, "base": mesh.base, "keys": keys, "ids": ids, "rate": cfg.rate,
                 "seconds": cfg.seconds}
+        before = mesh.cpu_seconds()
         figure = await mesh_mod.run_child(HERE, "load", spec, timeout=cfg.seconds * 10 + 60)
+        after = mesh.cpu_seconds()
+        # Share of one core each process used during the load: what else was running.
+        figure["cpu_cores"] = {role: round((after[role] - before[role]) / cfg.seconds, 3)
+                               for role in after}
         common.progress(f"{label} {kind}: p50 {figure['p50_ms']} ms, p99 {figure['p99_ms']} ms, "
-                        f"{figure['errors']} errors, {figure['short_pages']} short pages")
+                        f"{figure['errors']} errors, {figure['short_pages']} short pages; "
+                        f"cores used {figure['cpu_cores']}")
         out[kind] = figure
     out["memory_kib"] = mesh.memory_kib()
     common.progress(f"{label} memory (KiB): {out['memory_kib']}")
