@@ -177,7 +177,8 @@ async def test_a_one_event_history_writes_no_snapshot_and_the_next_append_does(
     loaded = await repo.load(stream)
     assert store.loads == [0]
     assert loaded.unsnapshotted == 1
-    assert loaded.state is not None and loaded.state.status == "pending"
+    assert loaded.state is not None
+    assert loaded.state.status == "pending"
     reviewed = await repo.append(loaded, pireps.decide_review(loaded.state, pireps.ReviewPirep(
         decision="accept", reviewer_id="admin")), occurred_at=NOW, actor_id="admin")
     snapshot = snapshots._snapshots[f"v{SNAPSHOT_FORMAT}." + stream.key]
@@ -185,5 +186,6 @@ async def test_a_one_event_history_writes_no_snapshot_and_the_next_append_does(
     store.loads.clear()
     again = await repo.load(stream)
     assert store.loads == []  # answered by the snapshot alone
-    assert again.state is not None and again.state.status == "accepted"
+    assert again.state is not None
+    assert again.state.status == "accepted"
     assert again.version == reviewed.sequence
