@@ -1,7 +1,7 @@
 """The gateway's one middleware (``context``) and the wrapper of every API operation.
 
-``context``: request id (``X-Request-Id``, echoed), structlog context, the body-size limit and
-the body deadline, one access-log line and the metrics per request, and the error mapper
+``context``: request id (``X-Request-Id``, echoed), the request's log fields, the body-size
+limit and the body deadline, one access-log line and the metrics per request, and the error mapper
 (every exception becomes problem+json; an unexpected one is logged with its traceback and
 answered 500 without internals). ``operation_handler``: the principal for operations that need
 one, the ``password_change_required`` gate and the ``Albatross-Min-Sequence`` wait of GET
