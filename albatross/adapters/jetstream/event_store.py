@@ -47,6 +47,7 @@ from albatross.adapters.codec import (
     stream_filter,
     stream_of,
 )
+from albatross.adapters.jetstream.acks import PubAck, api_error, decode_ack
 from albatross.adapters.jetstream.direct import DirectGet, StoredMessage
 from albatross.ports import (
     AppendRequest,
@@ -146,12 +147,12 @@ class JetStreamEventStore:
         return out
 
     async def _publish_single(self, message: _Outgoing, stream: StreamId,
-                              expected: int) -> _PubAck:
+                              expected: int) -> PubAck:
         headers = {**message.headers, **_expectation(stream, expected)}
         return await self._publish_acked(message.subject, message.data, headers)
 
     async def _publish_acked(self, subject: str, data: bytes,
-                             headers: dict[str, str]) -> _PubAck:
+                             headers: dict[str, str]) -> PubAck:
         """A JetStream publish and its acknowledgement, read with msgspec.
 
         What ``JetStreamContext.publish`` does, minus its stdlib-json and dataclass decoding
@@ -160,14 +161,13 @@ class JetStreamEventStore:
         """
         headers["Nats-Expected-Stream"] = self._stream
         reply = await self._nc.request(subject, data, timeout=self._timeout, headers=headers)
-        ack = _decode_ack(reply.data)
+        ack = decode_ack(reply.data)
         if ack.error is not None:
-            raise APIError(code=ack.error.code, err_code=ack.error.err_code,
-                           description=ack.error.description)
+            raise api_error(ack.error)
         return ack
 
     async def _publish_batch(self, messages: list[_Outgoing], stream: StreamId,
-                             expected: int) -> _PubAck:
+                             expected: int) -> PubAck:
         batch_id = os.urandom(16).hex()
         last = len(messages)
         for number, message in enumerate(messages, start=1):
@@ -185,13 +185,14 @@ class JetStreamEventStore:
                 # comes back before the rest is sent.
                 reply = await self._nc.request(message.subject, message.data,
                                                timeout=self._timeout, headers=headers)
-                if reply.data:
-                    _raise_api_error(reply.data)
+                refusal = decode_ack(reply.data).error if reply.data else None
+                if refusal is not None:
+                    raise api_error(refusal)
             else:
                 await self._nc.publish(message.subject, message.data, headers=headers)
         raise AssertionError("unreachable: a batch always ends with its commit")
 
-    def _result(self, ack: _PubAck, outgoing: list[_Outgoing], events: int) -> AppendResult:
+    def _result(self, ack: PubAck, outgoing: list[_Outgoing], events: int) -> AppendResult:
         first = ack.seq - len(outgoing) + 1 if len(outgoing) > 1 else ack.seq
         public = [first + i for i, m in enumerate(outgoing[:events]) if not m.secret]
         return AppendResult(sequence=first + events - 1,
@@ -343,33 +344,6 @@ def _offset_of(message: StoredMessage) -> int:
 def _expectation(stream: StreamId, expected: int) -> dict[str, str]:
     return {"Nats-Expected-Last-Subject-Sequence": str(expected),
             "Nats-Expected-Last-Subject-Sequence-Subject": stream_filter(stream)}
-
-
-class _ApiErrorBody(msgspec.Struct):
-    code: int = 0
-    err_code: int = 0
-    description: str = ""
-
-
-class _ApiReply(msgspec.Struct):
-    error: _ApiErrorBody | None = None
-
-
-class _PubAck(msgspec.Struct):
-    stream: str = ""
-    seq: int = 0
-    duplicate: bool = False
-    error: _ApiErrorBody | None = None
-
-
-_decode_ack = msgspec.json.Decoder(_PubAck).decode
-
-
-def _raise_api_error(data: bytes) -> None:
-    reply = msgspec.json.decode(data, type=_ApiReply)
-    if reply.error is not None:
-        raise APIError(code=reply.error.code, err_code=reply.error.err_code,
-                       description=reply.error.description)
 
 
 __all__ = ["Claim", "JetStreamEventStore"]

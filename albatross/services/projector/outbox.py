@@ -26,6 +26,7 @@ from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
 from albatross.adapters.codec import CHANGES
+from albatross.adapters.jetstream.acks import PubAck, decode_ack
 from albatross.adapters.jetstream.direct import DirectGet
 from albatross.adapters.postgres.migrations import schema_identifier
 from albatross.adapters.postgres.pool import Connection
@@ -48,18 +49,6 @@ class PublishRefused(Exception):
         self.err_code = err_code
 
 
-class _AckError(msgspec.Struct):
-    code: int = 0
-    err_code: int = 0
-    description: str = ""
-
-
-class _Ack(msgspec.Struct):
-    seq: int = 0
-    duplicate: bool = False
-    error: _AckError | None = None
-
-
 class PipelinedPublisher:
     """JetStream publishes with one shared reply subscription, in order, acks collected.
 
@@ -73,10 +62,9 @@ class PipelinedPublisher:
         self._timeout = timeout
         self._prefix = ""
         self._chunk = 0
-        self._results: list[_Ack | BaseException | None] = []
+        self._results: list[PubAck | BaseException | None] = []
         self._missing = 0
         self._complete = asyncio.Event()
-        self._decode = msgspec.json.Decoder(_Ack).decode
         self._subscription: Any = None
 
     async def open(self) -> None:
@@ -98,14 +86,14 @@ class PipelinedPublisher:
         position = int(index)
         if self._results[position] is not None:
             return
-        result: _Ack | BaseException
+        result: PubAck | BaseException
         headers = msg.headers or {}
         if not msg.data and "Status" in headers:
             # 503: no stream listens on the subject (yet).
             result = PublishRefused(0, f"status {headers.get('Status')}")
         else:
             try:
-                result = self._decode(msg.data)
+                result = decode_ack(msg.data)
             except msgspec.DecodeError as exc:
                 result = PublishRefused(0, f"unreadable ack: {exc}")
         self._results[position] = result
@@ -114,7 +102,7 @@ class PipelinedPublisher:
             self._complete.set()
 
     async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]]
-                      ) -> list[_Ack | BaseException | None]:
+                      ) -> list[PubAck | BaseException | None]:
         """Send in order; each message's ack, error, or None (no answer in time)."""
         await self.open()
         self._chunk += 1
