@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from albatross.adapters.codec import EventCodec
 from albatross.adapters.memory import InMemoryEventStore, InMemorySnapshotStore
 from albatross.application.repository import SNAPSHOT_FORMAT, AggregateRepository, Loaded
-from albatross.domain import users
-from albatross.domain.aggregates import USER, default_registry
+from albatross.domain import pireps, users
+from albatross.domain.aggregates import PIREP, USER, default_registry
 from albatross.ports import AppendRequest, Snapshot, StreamId, WrongExpectedVersion
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -157,11 +157,6 @@ async def test_a_snapshot_of_an_older_format_is_ignored(
 
 async def test_a_one_event_history_writes_no_snapshot_and_the_next_append_does(
         store: CountingStore, snapshots: InMemorySnapshotStore) -> None:
-    from datetime import timedelta
-
-    from albatross.domain import pireps
-    from albatross.domain.aggregates import PIREP
-
     repo = AggregateRepository(PIREP, store, snapshots)
     stream = repo.stream("p1", "t1")
     details = pireps.FlightDetails(flight_number="BAW1", departure="EGLL", arrival="KJFK",
