@@ -645,3 +645,56 @@ async def test_read_model_queries_use_one_generic_plan_from_their_first_executio
     # Custom plans misjudge the row-level-security filter and scan all of a tenant's rows.
     assert plans["custom"] == 0
     assert plans["generic"] == 3
+
+
+class LosesAcks:
+    """Forwards to the real publisher, but the first time hides the acks at ``lost``."""
+
+    def __init__(self, real: Any, lost: set[int]) -> None:
+        self._real = real
+        self._lost = lost
+
+    async def publish(self, messages: list[tuple[str, bytes, dict[str, str]]]) -> list[Any]:
+        outcomes = list(await self._real.publish(messages))
+        lost, self._lost = self._lost, set()
+        return [None if i in lost else outcome for i, outcome in enumerate(outcomes)]
+
+
+async def test_changes_whose_acks_were_lost_are_published_once_in_order(
+        nc: NATS, dsn: str) -> None:
+    from albatross.services.projector.outbox import OutboxPublisher
+
+    connection = await connect(dsn)
+    try:
+        await migrate(connection, "outbox", fresh=True)
+
+        async def add(*sequences: int) -> None:
+            await connection.executemany(
+                "INSERT INTO outbox.change_outbox (event_sequence, ordinal, subject, payload) "
+                "VALUES ($1, 0, $2, $3)",
+                [(n, f"albatross.changes.t1.pirep.p{n}", b"{}") for n in sequences])
+
+        publisher = OutboxPublisher(nc, TOPOLOGY.changes_stream, "outbox",
+                                    ProjectorMetrics(CollectorRegistry()), publish_timeout=2.0)
+        await add(1)
+        assert await publisher.publish_pending(connection) == 1  # starts the chain
+        await add(2, 3, 4)
+        # 3 and 4 land, their acks do not come: the rows stay, the chain stands at 2.
+        publisher._sender = LosesAcks(publisher._sender, {1, 2})  # type: ignore[assignment]
+        with pytest.raises(TimeoutError):
+            await publisher.publish_pending(connection)
+        await add(5)
+        refusals = 0
+        for _ in range(10):
+            try:
+                await publisher.publish_pending(connection)
+                break
+            except Exception:  # the chain restarts after each refused expectation
+                refusals += 1
+        else:
+            raise AssertionError("the outbox never drained")
+        assert await connection.fetchval("SELECT count(*) FROM outbox.change_outbox") == 0
+    finally:
+        await connection.close()
+    assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, 6)]
+    assert refusals <= 3

@@ -2,8 +2,8 @@
 
 Rows are written by the applier in the transaction that changes the read models; this
 publisher reads them in key order ``(event_sequence, ordinal)``, publishes them pipelined but
-chained (each expects its predecessor as the stream's last message id, so they land in order
-or not at all), and deletes them once JetStream acknowledged them. Each message carries
+chained (each expects the stream's last sequence to be its predecessor's, so they land in
+order or not at all), and deletes them once JetStream acknowledged them. Each message carries
 ``Nats-Msg-Id: chg-<event seq>-<ordinal>``: a crash between the publish and the delete
 re-publishes a row that JetStream drops as a duplicate within its window, and on start the
 publisher compares the changes stream's last message id with the outbox, so a row published
@@ -33,7 +33,8 @@ from albatross.adapters.postgres.pool import Connection
 from albatross.observability import get_logger
 from albatross.services.projector.metrics import ProjectorMetrics
 
-WRONG_LAST_MSG_ID = 10070
+WRONG_LAST_SEQUENCE = 10071
+EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 _MSG_ID = re.compile(r"^chg-(\d+)-(\d+)$")
 CHUNK = 500
 _log = get_logger(__name__)
@@ -127,14 +128,14 @@ class OutboxPublisher:
         self._metrics = metrics
         self._timeout = publish_timeout
         self.wake = asyncio.Event()
-        self._last_id: str | None = None
+        self._last_sequence = 0  # of the last message this publisher saw land
         self._chain_trusted = False
 
     async def reconcile(self, connection: Connection) -> int:
         """Drop outbox rows the changes stream already holds; how many were dropped."""
         last = await DirectGet(self._nc, self._stream).last_on(f"{CHANGES}.>")
         match = _MSG_ID.match(last.headers.get("Nats-Msg-Id", "")) if last else None
-        self._last_id = match.group(0) if match else None
+        self._chain_trusted = False
         dropped = 0
         if match is not None:
             status: str = await connection.execute(
@@ -150,10 +151,17 @@ class OutboxPublisher:
     async def publish_pending(self, connection: Connection) -> int:
         """Publish every row present now, oldest first; how many were published.
 
-        A chunk is published pipelined, each message expecting its predecessor as the
-        stream's last message id (``Nats-Expected-Last-Msg-Id``): if one does not land, none
-        after it can, so what landed is always a prefix, in order. A duplicate (a re-publish
-        after a crash) is acknowledged as such before that check, so a retried chunk passes.
+        A chunk is published pipelined, each message expecting the stream's last sequence to
+        be the one its predecessor got (``Nats-Expected-Last-Sequence``; this publisher is the
+        stream's only writer): if one does not land, none after it can, so what landed is
+        always a prefix, in order. A re-published duplicate keeps the sequence it got the
+        first time, so the chain after it still holds; where the server checks the sequence
+        before the duplicate (a single node), the refusal restarts the chain.
+
+        Not ``Nats-Expected-Last-Msg-Id``: nats-server 2.15 checks that one again on every
+        replica as it applies the message, against a last id a restarted replica may not
+        have, and the replica then stops applying the stream ("last msgid mismatch",
+        docs/reliability.md). The sequence is checked once, by the stream leader.
         """
         total = 0
         while True:
@@ -166,20 +174,19 @@ class OutboxPublisher:
             # set ``wake``, so the caller comes back at once and no empty read is needed.
             everything = len(rows) < CHUNK and self._chain_trusted
             if not self._chain_trusted:
-                # The stream may not know its last message id (restarted, expired): the
-                # first message goes alone, without the expectation, and restarts the chain.
+                # Where the chain stands is not known (a start, a failure): the first
+                # message goes alone, without the expectation; its ack restarts the chain.
                 rows = rows[:1]
             ids = [message_id(row["event_sequence"], row["ordinal"]) for row in rows]
             messages = []
-            previous = self._last_id if self._chain_trusted else None
-            for row, mid in zip(rows, ids, strict=True):
+            for offset, (row, mid) in enumerate(zip(rows, ids, strict=True)):
                 headers = {"Nats-Msg-Id": mid}
-                if previous is not None:
-                    headers["Nats-Expected-Last-Msg-Id"] = previous
+                if self._chain_trusted:
+                    headers[EXPECTED_LAST_SEQUENCE] = str(self._last_sequence + offset)
                 messages.append((row["subject"], bytes(row["payload"]), headers))
-                previous = mid
             outcomes = await self._sender.publish(messages)
             landed = 0
+            last_ack: PubAck | None = None
             failure: BaseException | None = None
             for outcome in outcomes:
                 if outcome is None:
@@ -188,22 +195,24 @@ class OutboxPublisher:
                     failure = outcome
                 elif outcome.error is not None:
                     failure = PublishRefused(outcome.error.err_code, outcome.error.description)
-                if failure is not None:
-                    break
-                landed += 1
-            if landed:
+                else:
+                    landed += 1
+                    last_ack = outcome
+                    continue
+                break
+            if last_ack is not None:
                 last = rows[landed - 1]
                 await connection.execute(
                     f"DELETE FROM {self._s}.change_outbox "  # noqa: S608
                     "WHERE (event_sequence, ordinal) <= ($1, $2)",
                     last["event_sequence"], last["ordinal"])
-                self._last_id = ids[landed - 1]
+                self._last_sequence = last_ack.seq
                 self._chain_trusted = True
                 self._metrics.changes_published.inc(landed)
                 self._metrics.outbox_pending.dec(landed)
                 total += landed
             if failure is not None:
-                if isinstance(failure, PublishRefused) and failure.err_code == WRONG_LAST_MSG_ID:
+                if isinstance(failure, PublishRefused) and failure.err_code == WRONG_LAST_SEQUENCE:
                     self._chain_trusted = False
                 raise failure
             if everything:
