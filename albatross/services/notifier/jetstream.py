@@ -112,9 +112,11 @@ class JetStreamChangeFeed:
                 try:
                     messages = await sub.fetch(_REPLAY_BATCH, timeout=self._replay_timeout)
                 except (TimeoutError, NatsTimeoutError):
-                    # Nothing left at or below ``until`` (e.g. it aged out): the replay ends.
-                    _log.warning("replay ended early", after=after, until=until)
-                    return
+                    if await self._aged_out(until):
+                        _log.warning("replay ended early: the rest aged out",
+                                     after=after, until=until)
+                        return
+                    raise ReplayStalled(after, until) from None
                 for msg in messages:
                     change = self._decoder.decode(msg.subject, msg.data,
                                                   msg.metadata.sequence.stream)
@@ -130,6 +132,23 @@ class JetStreamChangeFeed:
             if consumer:
                 with contextlib.suppress(Exception):
                     await self._js.delete_consumer(self._stream, consumer)
+
+
+    async def _aged_out(self, until: int) -> bool:
+        """Whether the stream holds nothing at or below ``until`` any more (max age)."""
+        state = (await self._js.stream_info(self._stream)).state
+        return state.messages == 0 or state.first_seq > until
+
+
+class ReplayStalled(Exception):
+    """The stream holds changes a replay needs, but its consumer delivered none of them.
+
+    Seen in a cluster right after a node's restart, when the consumer was placed on the
+    restarted node while its replica of the stream was still catching up.
+    """
+
+    def __init__(self, after: int, until: int) -> None:
+        super().__init__(f"replay of changes {after + 1}..{until} stalled")
 
 
 class JetStreamRevocationSignals:

@@ -37,6 +37,10 @@ class NotifierMetrics:
             "albatross_notifier_feed_gaps_total",
             "Times the live changes feed skipped changes and the hub replayed them",
             registry=registry)
+        self.feed_resubscriptions = Counter(
+            "albatross_notifier_feed_resubscriptions_total",
+            "Times the live changes feed was replaced (it ended, failed, or fell behind)",
+            registry=registry)
         self.change_sequence = Gauge(
             "albatross_notifier_change_sequence", "Last changes-stream sequence received",
             registry=registry)
