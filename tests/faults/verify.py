@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import nats
 from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from albatross.adapters.codec import EventCodec
@@ -46,13 +47,29 @@ class Verdict:
         self.problems.append(f"duplicate x{extra}: {what}")
 
 
-async def messages(nc: NATS, stream: str, subject: str) -> list[nats.aio.msg.Msg]:
-    """Every message on ``subject`` in ``stream``, oldest first."""
+async def messages(nc: NATS, stream: str, subject: str,
+                   timeout: float = CONVERGE_TIMEOUT) -> list[nats.aio.msg.Msg]:
+    """Every message on ``subject`` in ``stream``, oldest first.
+
+    A read that stalls is retried with a new consumer: right after a node's restart a
+    consumer may be placed on that node while its replica of the stream still catches up.
+    """
     js = nc.jetstream(timeout=10)
-    info = await js.stream_info(stream, subjects_filter=subject)
-    total = sum((info.state.subjects or {}).values())
-    if total == 0:
-        return []
+    deadline = time.monotonic() + timeout
+    while True:
+        info = await js.stream_info(stream, subjects_filter=subject)
+        total = sum((info.state.subjects or {}).values())
+        if total == 0:
+            return []
+        try:
+            return await _read(js, subject, stream, total)
+        except nats.errors.TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+async def _read(js: JetStreamContext, subject: str, stream: str,
+                total: int) -> list[nats.aio.msg.Msg]:
     sub = await js.pull_subscribe(subject, stream=stream, config=ConsumerConfig(
         deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE, mem_storage=True,
         inactive_threshold=30.0))
