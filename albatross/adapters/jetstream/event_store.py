@@ -49,6 +49,7 @@ from albatross.adapters.codec import (
 )
 from albatross.adapters.jetstream.acks import PubAck, api_error, decode_ack
 from albatross.adapters.jetstream.direct import DirectGet, StoredMessage
+from albatross.adapters.jetstream.requests import Requests
 from albatross.ports import (
     AppendRequest,
     AppendResult,
@@ -94,6 +95,7 @@ class JetStreamEventStore:
         self._codec = codec
         self._stream = stream
         self._direct = DirectGet(nc, stream, timeout=request_timeout)
+        self._requests = Requests(nc)
         self._deadline = deadline
         self._timeout = request_timeout
 
@@ -160,7 +162,8 @@ class JetStreamEventStore:
         ``NoRespondersError``, which :meth:`_retrying` treats as transient.
         """
         headers["Nats-Expected-Stream"] = self._stream
-        reply = await self._nc.request(subject, data, timeout=self._timeout, headers=headers)
+        reply = await self._requests.request(subject, data, timeout=self._timeout,
+                                             headers=headers)
         ack = decode_ack(reply.data)
         if ack.error is not None:
             raise api_error(ack.error)
@@ -183,8 +186,8 @@ class JetStreamEventStore:
             if number == 1:
                 # The first message of a batch is acknowledged (empty reply) so that a refusal
                 # comes back before the rest is sent.
-                reply = await self._nc.request(message.subject, message.data,
-                                               timeout=self._timeout, headers=headers)
+                reply = await self._requests.request(message.subject, message.data,
+                                                     timeout=self._timeout, headers=headers)
                 refusal = decode_ack(reply.data).error if reply.data else None
                 if refusal is not None:
                     raise api_error(refusal)
