@@ -698,3 +698,75 @@ async def test_changes_whose_acks_were_lost_are_published_once_in_order(
         await connection.close()
     assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, 6)]
     assert refusals <= 3
+
+
+class LosesCommitAck:
+    """Forwards requests; the first batch commit lands but its ack never comes back."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.commits = 0
+
+    async def request(self, subject: str, data: bytes, **kwargs: Any) -> Any:
+        reply = await self._real.request(subject, data, **kwargs)
+        if "Nats-Batch-Commit" in kwargs.get("headers", {}):
+            self.commits += 1
+            if self.commits == 1:
+                raise nats.errors.TimeoutError
+        return reply
+
+    async def close(self) -> None:
+        await self._real.close()
+
+
+async def _drain(publisher: Any, connection: Any) -> int:
+    """Publish until the outbox is empty, reconciling after each failure as the publisher's
+    loop does; how many rounds failed."""
+    for failures in range(10):
+        try:
+            await publisher.publish_pending(connection)
+            return failures
+        except Exception:  # what run() does: reconcile, try again
+            await publisher.reconcile(connection)
+    raise AssertionError("the outbox never drained")
+
+
+@pytest.mark.parametrize("atomic_allowed", [True, False])
+async def test_a_backlog_goes_as_atomic_batches_once_in_order(
+        nc: NATS, dsn: str, atomic_allowed: bool) -> None:
+    from albatross.services.projector.outbox import ATOMIC_FROM, CHUNK, OutboxPublisher
+
+    js = nc.jetstream()
+    if not atomic_allowed:  # a stream made before the outbox used batches
+        config = TOPOLOGY.changes_config()
+        config.allow_atomic = False
+        await js.delete_stream(TOPOLOGY.changes_stream)
+        await js.add_stream(config)
+    connection = await connect(dsn)
+    try:
+        await migrate(connection, "outbox", fresh=True)
+
+        async def add(sequences: range) -> None:
+            await connection.executemany(
+                "INSERT INTO outbox.change_outbox (event_sequence, ordinal, subject, payload) "
+                "VALUES ($1, 0, $2, $3)",
+                [(n, f"albatross.changes.t1.pirep.p{n}", b"{}") for n in sequences])
+
+        publisher = OutboxPublisher(nc, TOPOLOGY.changes_stream, "outbox",
+                                    ProjectorMetrics(CollectorRegistry()), publish_timeout=2.0)
+        spy = LosesCommitAck(publisher._requests)
+        publisher._requests = spy  # type: ignore[assignment]
+        await add(range(1, 2))
+        assert await publisher.publish_pending(connection) == 1  # starts the chain
+        total = CHUNK + 2 * ATOMIC_FROM
+        await add(range(2, total + 1))
+        failures = await _drain(publisher, connection)
+        assert await connection.fetchval("SELECT count(*) FROM outbox.change_outbox") == 0
+    finally:
+        await connection.close()
+    assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, total + 1)]
+    if atomic_allowed:
+        # The first batch (its ack lost: the stream had it all), then the rest in a second.
+        assert (spy.commits, failures) == (2, 1)
+    else:  # refused once (10174), then message by message
+        assert (spy.commits, failures) == (0, 1)

@@ -75,6 +75,7 @@ class Topology:
             max_age=self.changes_max_age_seconds,
             duplicate_window=self.duplicate_window_seconds,
             allow_direct=True,
+            allow_atomic=True,  # the outbox publishes a backlog as one batch
         )
 
     def snapshots_config(self) -> StreamConfig:
