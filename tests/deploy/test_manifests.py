@@ -17,6 +17,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema  # type: ignore[import-untyped, unused-ignore]
 import pytest
@@ -24,6 +25,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from albatross.adapters.codec import CHANGES, EVENTS
 from albatross.adapters.jetstream.topology import Topology
+from albatross.adapters.postgres.migrations import READER_ROLE
 from tests.deploy.tools import (
     DEPLOY,
     K8S,
@@ -203,6 +205,41 @@ def test_each_process_connects_as_its_own_nats_user(overlay: str) -> None:
             assert url.startswith(f"nats://{user}:$(NATS_PASSWORD)@"), url
             key = env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"]
             assert key == f"NATS_{user.upper()}_PASSWORD"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_gateway_reads_postgres_as_the_read_only_role(overlay: str) -> None:
+    """Only bootstrap and the projector hold the owner's URL; bootstrap enables the reader."""
+    database_keys: dict[str, set[str]] = {}
+    for obj, spec in pod_specs(objects(overlay)):
+        name = obj["metadata"]["labels"].get("app.kubernetes.io/component",
+                                             obj["metadata"]["name"])
+        for container in containers(spec):
+            for env in container.get("env", []):
+                ref = env.get("valueFrom", {}).get("secretKeyRef", {})
+                if ref.get("name", "").startswith("albatross-database"):
+                    database_keys.setdefault(name, set()).add(f"{env['name']}={ref['key']}")
+    expected = {
+        "gateway": {"ALBATROSS_DATABASE_URL=ALBATROSS_GATEWAY_DATABASE_URL"},
+        "projector": {"ALBATROSS_DATABASE_URL=ALBATROSS_DATABASE_URL"},
+        "bootstrap": {"ALBATROSS_DATABASE_URL=ALBATROSS_DATABASE_URL",
+                      "ALBATROSS_DATABASE_READER_PASSWORD=ALBATROSS_DATABASE_READER_PASSWORD"},
+    }
+    if overlay == "dev":  # the development overlay's own PostgreSQL
+        expected["postgres"] = {"POSTGRES_PASSWORD=POSTGRES_PASSWORD"}
+    assert database_keys == expected
+
+
+def test_the_dev_gateway_url_logs_in_as_the_reader_with_its_password() -> None:
+    example = dict(line.split("=", 1) for line in
+                   (K8S / "overlays" / "dev" / "database.env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    gateway = urlsplit(example["ALBATROSS_GATEWAY_DATABASE_URL"])
+    owner = urlsplit(example["ALBATROSS_DATABASE_URL"])
+    assert gateway.username == READER_ROLE
+    assert gateway.password == example["ALBATROSS_DATABASE_READER_PASSWORD"]
+    assert (gateway.hostname, gateway.port, gateway.path) == (owner.hostname, owner.port,
+                                                              owner.path)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -22,7 +22,8 @@ import nats
 import pytest
 
 from albatross.adapters.jetstream.topology import Topology, ensure_topology
-from albatross.adapters.postgres.migrations import apply_migrations
+from albatross.adapters.postgres.migrations import READER_ROLE, apply_migrations
+from albatross.adapters.postgres.roles import enable_reader_login
 from albatross.infra.nats_server import NatsServer
 from tests.deploy.tools import K8S
 
@@ -89,3 +90,21 @@ def test_an_unreachable_database_keeps_it_waiting(fresh_nats: NatsServer) -> Non
     result = wait(fresh_nats.url, "postgresql://nobody:x@127.0.0.1:1/none", timeout=1)
     assert result.returncode == 1
     assert "unreachable" in result.stdout
+
+
+async def _reader_url(database_url: str, password: str) -> str:
+    """A fresh database, migrated, whose read-only role logs in with ``password``."""
+    url = await _fresh_database(database_url)
+    await apply_migrations(url)
+    await enable_reader_login(url, password)
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{READER_ROLE}:{password}@{host}"))
+
+
+def test_the_gateway_pod_waits_with_the_read_only_login(fresh_nats: NatsServer,
+                                                        database_url: str) -> None:
+    _run(_bootstrap(fresh_nats.url))
+    reader = _run(_reader_url(database_url, f"reader{uuid.uuid4().hex}"))
+    result = wait(fresh_nats.url, reader, timeout=10)
+    assert result.returncode == 0, result.stdout + result.stderr

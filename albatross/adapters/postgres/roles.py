@@ -52,5 +52,8 @@ async def enable_reader_login(dsn: str, password: str) -> None:
     connection = await connect(dsn, application_name="albatross-bootstrap")
     try:
         await connection.execute(f"ALTER ROLE {READER_ROLE} LOGIN PASSWORD '{verifier}'")
+        # The gateway pod's init container checks, with the gateway's login, that this
+        # image's migrations are applied (deploy/k8s/base/wait_for_bootstrap.py).
+        await connection.execute(f"GRANT SELECT ON public.schema_migrations TO {READER_ROLE}")
     finally:
         await connection.close()
