@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +49,7 @@ from albatross.infra._process import free_port, http_get
 from albatross.infra.nats_server import NatsServer
 from albatross.ports import AppendRequest, StreamId
 from albatross.services.projector.metrics import ProjectorMetrics
+from albatross.services.projector.outbox import ATOMIC_FROM, CHUNK, OutboxPublisher
 from albatross.services.projector.rebuild import rebuild, replay
 from albatross.services.projector.runner import Projector
 
@@ -647,6 +648,20 @@ async def test_read_model_queries_use_one_generic_plan_from_their_first_executio
     assert plans["generic"] == 3
 
 
+def outbox_publisher(nc: NATS) -> OutboxPublisher:
+    """A publisher of the outbox in schema ``outbox`` (migrate it first)."""
+    return OutboxPublisher(nc, TOPOLOGY.changes_stream, "outbox",
+                           ProjectorMetrics(CollectorRegistry()), publish_timeout=2.0)
+
+
+async def add_outbox_rows(connection: Any, sequences: Iterable[int]) -> None:
+    """One change row (ordinal 0) per event sequence, as the applier writes them."""
+    await connection.executemany(
+        "INSERT INTO outbox.change_outbox (event_sequence, ordinal, subject, payload) "
+        "VALUES ($1, 0, $2, $3)",
+        [(n, f"albatross.changes.t1.pirep.p{n}", b"{}") for n in sequences])
+
+
 class LosesAcks:
     """Forwards to the real publisher, but the first time hides the acks at ``lost``."""
 
@@ -662,20 +677,15 @@ class LosesAcks:
 
 async def test_changes_whose_acks_were_lost_are_published_once_in_order(
         nc: NATS, dsn: str) -> None:
-    from albatross.services.projector.outbox import OutboxPublisher
-
     connection = await connect(dsn)
     try:
         await migrate(connection, "outbox", fresh=True)
 
-        async def add(*sequences: int) -> None:
-            await connection.executemany(
-                "INSERT INTO outbox.change_outbox (event_sequence, ordinal, subject, payload) "
-                "VALUES ($1, 0, $2, $3)",
-                [(n, f"albatross.changes.t1.pirep.p{n}", b"{}") for n in sequences])
+        publisher = outbox_publisher(nc)
 
-        publisher = OutboxPublisher(nc, TOPOLOGY.changes_stream, "outbox",
-                                    ProjectorMetrics(CollectorRegistry()), publish_timeout=2.0)
+        async def add(*sequences: int) -> None:
+            await add_outbox_rows(connection, sequences)
+
         await add(1)
         assert await publisher.publish_pending(connection) == 1  # starts the chain
         await add(2, 3, 4)
@@ -734,8 +744,6 @@ async def _drain(publisher: Any, connection: Any) -> int:
 @pytest.mark.parametrize("atomic_allowed", [True, False])
 async def test_a_backlog_goes_as_atomic_batches_once_in_order(
         nc: NATS, dsn: str, atomic_allowed: bool) -> None:
-    from albatross.services.projector.outbox import ATOMIC_FROM, CHUNK, OutboxPublisher
-
     js = nc.jetstream()
     if not atomic_allowed:  # a stream made before the outbox used batches
         config = TOPOLOGY.changes_config()
@@ -746,14 +754,11 @@ async def test_a_backlog_goes_as_atomic_batches_once_in_order(
     try:
         await migrate(connection, "outbox", fresh=True)
 
-        async def add(sequences: range) -> None:
-            await connection.executemany(
-                "INSERT INTO outbox.change_outbox (event_sequence, ordinal, subject, payload) "
-                "VALUES ($1, 0, $2, $3)",
-                [(n, f"albatross.changes.t1.pirep.p{n}", b"{}") for n in sequences])
+        publisher = outbox_publisher(nc)
 
-        publisher = OutboxPublisher(nc, TOPOLOGY.changes_stream, "outbox",
-                                    ProjectorMetrics(CollectorRegistry()), publish_timeout=2.0)
+        async def add(sequences: range) -> None:
+            await add_outbox_rows(connection, sequences)
+
         spy = LosesCommitAck(publisher._requests)
         publisher._requests = spy  # type: ignore[assignment]
         await add(range(1, 2))

@@ -98,6 +98,19 @@ class Stream:
             yield Change(sequence, None)
 
 
+def recorded(hub: Hub) -> list[int]:
+    """The sequences ``hub`` is asked to dispatch, in order (redeliveries included)."""
+    seen: list[int] = []
+    dispatch = hub.dispatch
+
+    def recording(change: Change) -> None:
+        seen.append(change.sequence)
+        dispatch(change)
+
+    hub.dispatch = recording  # type: ignore[method-assign]
+    return seen
+
+
 async def _until(hub: Hub, sequence: int, timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
         while hub.last_sequence < sequence:
@@ -165,14 +178,7 @@ async def test_a_failed_replay_resubscribes_where_it_stopped() -> None:
 
     stream.replay = unavailable  # type: ignore[method-assign]
     hub = Hub(stream, NotifierMetrics(CollectorRegistry()), idle_check=10.0)
-    seen: list[int] = []
-    dispatch = hub.dispatch
-
-    def recording(change: Change) -> None:
-        seen.append(change.sequence)
-        dispatch(change)
-
-    hub.dispatch = recording  # type: ignore[method-assign]
+    seen = recorded(hub)
     await hub.start()
     try:
         await _until(hub, 6)
@@ -187,14 +193,7 @@ async def test_a_skipped_change_is_replayed_before_the_next_one() -> None:
     registry = CollectorRegistry()
     feed = Feed([1, 2, 5, 6, 9])
     hub = Hub(feed, NotifierMetrics(registry))
-    seen: list[int] = []
-    dispatch = hub.dispatch
-
-    def recording(change: Change) -> None:
-        seen.append(change.sequence)
-        dispatch(change)
-
-    hub.dispatch = recording  # type: ignore[method-assign]
+    seen = recorded(hub)
     await hub.start()
     try:
         async with asyncio.timeout(5):
