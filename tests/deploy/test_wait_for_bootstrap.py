@@ -102,9 +102,21 @@ async def _reader_url(database_url: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{READER_ROLE}:{password}@{host}"))
 
 
+async def _disable_reader_login(database_url: str) -> None:
+    """Roles are cluster-wide: other tests expect the reader to be NOLOGIN, as created."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(f"ALTER ROLE {READER_ROLE} NOLOGIN PASSWORD NULL")
+    finally:
+        await connection.close()
+
+
 def test_the_gateway_pod_waits_with_the_read_only_login(fresh_nats: NatsServer,
                                                         database_url: str) -> None:
     _run(_bootstrap(fresh_nats.url))
-    reader = _run(_reader_url(database_url, f"reader{uuid.uuid4().hex}"))
-    result = wait(fresh_nats.url, reader, timeout=10)
+    try:
+        reader = _run(_reader_url(database_url, f"reader{uuid.uuid4().hex}"))
+        result = wait(fresh_nats.url, reader, timeout=10)
+    finally:
+        _run(_disable_reader_login(database_url))
     assert result.returncode == 0, result.stdout + result.stderr
