@@ -21,6 +21,7 @@ import msgspec
 
 from albatross.domain.aggregates import AggregateKind
 from albatross.domain.events import Event
+from albatross.observability import get_logger
 from albatross.ports import (
     AppendRequest,
     AppendResult,
@@ -33,6 +34,7 @@ from albatross.ports import (
 )
 
 S = TypeVar("S")
+_log = get_logger("albatross.repository")
 
 # Bump when a state type changes shape: old snapshots are then simply not found.
 # 2: User.sessions_revocations (a format-1 snapshot would decode it as 0 whatever the history).
@@ -95,9 +97,21 @@ class AggregateRepository(Generic[S]):
         if not result.duplicate and loaded.unsnapshotted + len(events) >= SNAPSHOT_AFTER_EVENTS:
             state = self._kind.fold(loaded.state, ((e, occurred_at) for e in events))
             if state is not None:
-                await self._snapshots.put(self._key(loaded.stream),
-                                          Snapshot(result.sequence, self._encode(state)))
+                await self._keep_snapshot(loaded.stream, result.sequence, state)
         return result
+
+    async def _keep_snapshot(self, stream: StreamId, version: int, state: S) -> None:
+        """Store a snapshot; a failure costs only speed, never the command that was written.
+
+        The events are stored when this runs: failing the command now (say, 503 because
+        NATS went away a moment after the append's ack) would tell the client that nothing
+        was written, and its retry would be refused as a conflict.
+        """
+        try:
+            await self._snapshots.put(self._key(stream), Snapshot(version, self._encode(state)))
+        except Exception as error:
+            _log.warning("snapshot not stored; the next load reads the events",
+                         stream=stream.key, version=version, error=repr(error))
 
     async def execute(self, stream: StreamId, decide: Callable[[S | None], Sequence[Event]], *,
                       occurred_at: datetime, actor_id: str | None,

@@ -11,7 +11,13 @@ from albatross.adapters.memory import InMemoryEventStore, InMemorySnapshotStore
 from albatross.application.repository import SNAPSHOT_FORMAT, AggregateRepository, Loaded
 from albatross.domain import pireps, users
 from albatross.domain.aggregates import PIREP, USER, default_registry
-from albatross.ports import AppendRequest, Snapshot, StreamId, WrongExpectedVersion
+from albatross.ports import (
+    AppendRequest,
+    Snapshot,
+    StoreUnavailable,
+    StreamId,
+    WrongExpectedVersion,
+)
 
 NOW = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
 
@@ -184,3 +190,32 @@ async def test_a_one_event_history_writes_no_snapshot_and_the_next_append_does(
     assert again.state is not None
     assert again.state.status == "accepted"
     assert again.version == reviewed.sequence
+
+
+class FailingSnapshots(InMemorySnapshotStore):
+    """The snapshot bucket went away right after the append's ack."""
+
+    async def put(self, key: str, snapshot: Snapshot) -> None:
+        raise StoreUnavailable("no answer from the snapshot bucket")
+
+
+async def test_a_snapshot_that_cannot_be_stored_does_not_fail_the_written_command(
+        store: CountingStore) -> None:
+    repo = AggregateRepository(PIREP, store, FailingSnapshots())
+    stream = repo.stream("p1", "t1")
+    details = pireps.FlightDetails(flight_number="BAW1", departure="EGLL", arrival="KJFK",
+                                   block_off_at=NOW - timedelta(hours=8),
+                                   block_on_at=NOW - timedelta(minutes=5),
+                                   flight_time_minutes=475)
+    await repo.append(Loaded(stream, None, 0), pireps.decide_submit(
+        None, pireps.SubmitPirep(pirep_id="p1", tenant_id="t1", pilot_id="u1",
+                                 details=details, now=NOW)), occurred_at=NOW, actor_id="u1")
+    loaded = await repo.load(stream)
+    assert loaded.state is not None
+    # The second event is where a snapshot is due: its store fails, the review stands.
+    reviewed = await repo.append(loaded, pireps.decide_review(loaded.state, pireps.ReviewPirep(
+        decision="reject", reviewer_id="admin")), occurred_at=NOW, actor_id="admin")
+    again = await repo.load(stream)
+    assert again.version == reviewed.sequence
+    assert again.state is not None
+    assert again.state.status == "rejected"
