@@ -48,6 +48,7 @@ from albatross.adapters.codec import (
     stream_of,
 )
 from albatross.adapters.jetstream.acks import PubAck, api_error, decode_ack
+from albatross.adapters.jetstream.batches import publish_atomic_batch
 from albatross.adapters.jetstream.direct import DirectGet, StoredMessage
 from albatross.adapters.jetstream.requests import Requests
 from albatross.ports import (
@@ -171,29 +172,20 @@ class JetStreamEventStore:
 
     async def _publish_batch(self, messages: list[_Outgoing], stream: StreamId,
                              expected: int) -> PubAck:
-        batch_id = os.urandom(16).hex()
-        last = len(messages)
+        batch = []
         for number, message in enumerate(messages, start=1):
-            headers = {**message.headers, "Nats-Batch-Id": batch_id,
-                       "Nats-Batch-Sequence": str(number)}
+            headers = dict(message.headers)
             if number == 1:
                 headers.update(_expectation(stream, expected))
             if H_TYPE not in message.headers:
                 headers["Nats-Expected-Last-Subject-Sequence"] = "0"
-            if number == last:
-                headers["Nats-Batch-Commit"] = "1"
-                return await self._publish_acked(message.subject, message.data, headers)
-            if number == 1:
-                # The first message of a batch is acknowledged (empty reply) so that a refusal
-                # comes back before the rest is sent.
-                reply = await self._requests.request(message.subject, message.data,
-                                                     timeout=self._timeout, headers=headers)
-                refusal = decode_ack(reply.data).error if reply.data else None
-                if refusal is not None:
-                    raise api_error(refusal)
-            else:
-                await self._nc.publish(message.subject, message.data, headers=headers)
-        raise AssertionError("unreachable: a batch always ends with its commit")
+            if number == len(messages):
+                headers["Nats-Expected-Stream"] = self._stream
+            batch.append((message.subject, message.data, headers))
+        ack = await publish_atomic_batch(self._requests, self._nc, batch, timeout=self._timeout)
+        if ack.error is not None:
+            raise api_error(ack.error)
+        return ack
 
     def _result(self, ack: PubAck, outgoing: list[_Outgoing], events: int) -> AppendResult:
         first = ack.seq - len(outgoing) + 1 if len(outgoing) > 1 else ack.seq

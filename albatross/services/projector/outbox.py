@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 from typing import Any
 
@@ -31,6 +30,7 @@ from nats.errors import Error as NatsError
 
 from albatross.adapters.codec import CHANGES
 from albatross.adapters.jetstream.acks import PubAck, decode_ack
+from albatross.adapters.jetstream.batches import publish_atomic_batch
 from albatross.adapters.jetstream.direct import DirectGet
 from albatross.adapters.jetstream.requests import Requests
 from albatross.adapters.postgres.migrations import schema_identifier
@@ -251,37 +251,23 @@ class OutboxPublisher:
     async def _publish_atomic(self, rows: list[Record]) -> _Sent:
         """All of ``rows`` as one atomic batch: every message lands, or none does.
 
-        The first message carries the chain's expectation and is acknowledged on its own
-        (empty when accepted), so that a refusal comes back before the rest is sent.
-        A duplicate message id refuses the whole batch (10201): the chain restarts with the
-        first row alone, which the server then acknowledges as the duplicate it is.
+        The first message carries the chain's expectation. A duplicate message id refuses
+        the whole batch (10201): the chain restarts with the first row alone, which the
+        server then acknowledges as the duplicate it is.
         """
-        batch_id = os.urandom(16).hex()
-        last = len(rows)
+        batch = []
+        for number, row in enumerate(rows, start=1):
+            headers = {"Nats-Msg-Id": message_id(row["event_sequence"], row["ordinal"])}
+            if number == 1:
+                headers[EXPECTED_LAST_SEQUENCE] = str(self._last_sequence)
+            batch.append((row["subject"], bytes(row["payload"]), headers))
         try:
-            for number, row in enumerate(rows, start=1):
-                headers = {"Nats-Msg-Id": message_id(row["event_sequence"], row["ordinal"]),
-                           "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(number)}
-                subject, payload = row["subject"], bytes(row["payload"])
-                if number == 1:
-                    headers[EXPECTED_LAST_SEQUENCE] = str(self._last_sequence)
-                    first = await self._requests.request(subject, payload, headers=headers,
-                                                         timeout=self._timeout)
-                    refusal = _failure(decode_ack(first.data)) if first.data else None
-                    if refusal is not None:
-                        return 0, None, refusal
-                elif number < last:
-                    await self._nc.publish(subject, payload, headers=headers)
-                else:
-                    headers["Nats-Batch-Commit"] = "1"
-                    reply = await self._requests.request(subject, payload, headers=headers,
-                                                         timeout=self._timeout)
-                    ack = decode_ack(reply.data)
-                    failure = _failure(ack)
-                    return (0, None, failure) if failure is not None else (last, ack, None)
+            ack = await publish_atomic_batch(self._requests, self._nc, batch,
+                                             timeout=self._timeout)
         except (NatsError, TimeoutError, msgspec.DecodeError) as exc:
             return 0, None, exc
-        raise AssertionError("unreachable: a batch always ends with its commit")
+        failure = _failure(ack)
+        return (0, None, failure) if failure is not None else (len(rows), ack, None)
 
     async def run(self, connection: Connection, stop: asyncio.Event) -> None:
         """Publish until ``stop``; woken by :attr:`wake` after each commit, else every second."""
