@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import pytest
 
@@ -180,3 +181,10 @@ def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
         yield cluster
     finally:
         _run(cluster.stop())
+
+
+def login_as(dsn: str, user: str, password: str) -> str:
+    """``dsn`` with another user and password (same host, port and database)."""
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))

@@ -26,6 +26,7 @@ from albatross.adapters.postgres.migrations import READER_ROLE, apply_migrations
 from albatross.adapters.postgres.roles import enable_reader_login
 from albatross.infra.nats_server import NatsServer
 from tests.deploy.tools import K8S
+from tests.infra_fixtures import login_as
 
 pytestmark = pytest.mark.real
 SCRIPT = K8S / "base" / "wait_for_bootstrap.py"
@@ -97,9 +98,7 @@ async def _reader_url(database_url: str, password: str) -> str:
     url = await _fresh_database(database_url)
     await apply_migrations(url)
     await enable_reader_login(url, password)
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{READER_ROLE}:{password}@{host}"))
+    return login_as(url, READER_ROLE, password)
 
 
 async def _disable_reader_login(database_url: str) -> None:

@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import pytest
@@ -34,6 +33,7 @@ from albatross.adapters.postgres.read_models import (
 from albatross.adapters.postgres.roles import scram_verifier
 from albatross.application.principal import Principal
 from albatross.services.bootstrap.main import enable_reader_login
+from tests.infra_fixtures import login_as
 from tests.reliability_figures import record
 
 T0 = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
@@ -353,12 +353,6 @@ def test_the_scram_verifier_is_postgresql_s_layout() -> None:
         scram_verifier("pâssword")
 
 
-def _login_as(dsn: str, user: str, password: str) -> str:
-    parts = urlsplit(dsn)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
-
-
 async def test_a_gateway_logged_in_as_the_reader_cannot_become_the_owner(world: World) -> None:
     password = f"reader-{uuid.uuid4().hex}"
     await enable_reader_login(world.dsn, password)
@@ -377,7 +371,7 @@ async def test_a_gateway_logged_in_as_the_reader_cannot_become_the_owner(world: 
             await reader.close()
         # The gateway's read models work unchanged over that login (the switch to the role is
         # a no-op), checkpoint listener included: deploy/compose gives the gateway this DSN.
-        models = await PostgresReadModels.open(_login_as(world.dsn, READER_ROLE, password),
+        models = await PostgresReadModels.open(login_as(world.dsn, READER_ROLE, password),
                                                schema=world.schema, max_size=1)
         try:
             assert await models.pool.fetchval("SELECT session_user") == READER_ROLE
