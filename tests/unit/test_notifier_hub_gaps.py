@@ -13,41 +13,6 @@ from albatross.services.notifier.metrics import NotifierMetrics
 from albatross.services.notifier.ports import Change
 
 
-class Live:
-    def __init__(self, sequences: list[int]) -> None:
-        self._sequences = sequences
-
-    def __aiter__(self) -> AsyncIterator[Change]:
-        return self._changes()
-
-    async def _changes(self) -> AsyncIterator[Change]:
-        for sequence in self._sequences:
-            yield Change(sequence, None)
-        await asyncio.Event().wait()  # live feeds never end
-
-    async def close(self) -> None:
-        return None
-
-
-class Feed:
-    """A stream holding changes 1..10; the live feed skips some of them."""
-
-    def __init__(self, live: list[int]) -> None:
-        self.live = live
-        self.replays: list[tuple[int, int]] = []
-
-    async def head(self) -> int:
-        return 0
-
-    async def subscribe(self, after: int) -> Live:
-        return Live(self.live)
-
-    async def replay(self, after: int, until: int) -> AsyncGenerator[Change, None]:
-        self.replays.append((after, until))
-        for sequence in range(after + 1, until + 1):
-            yield Change(sequence, None)
-
-
 class Silent:
     """A live feed that delivers ``sequences``, then nothing ever (its consumer is gone)."""
 
@@ -191,10 +156,12 @@ async def test_a_failed_replay_resubscribes_where_it_stopped() -> None:
 
 async def test_a_skipped_change_is_replayed_before_the_next_one() -> None:
     registry = CollectorRegistry()
-    feed = Feed([1, 2, 5, 6, 9])
+    # The live feed skips some of the changes 1..9 stored after the hub started.
+    feed = Stream(head=0, lives=[Silent([1, 2, 5, 6, 9])])
     hub = Hub(feed, NotifierMetrics(registry))
     seen = recorded(hub)
     await hub.start()
+    feed.head_at = 9  # before the hub's task first runs: start() only schedules it
     try:
         async with asyncio.timeout(5):
             while hub.last_sequence < 9:
