@@ -136,14 +136,22 @@ class ClaimTaken(EventStoreError):
 
 
 class StoreUnavailable(EventStoreError):
-    """The store did not answer in time; nothing is known to have been written."""
+    """The store could not be reached: nothing was written."""
+
+
+class OutcomeUnknown(EventStoreError):
+    """An append reached the store, whose answer never came: it may or may not have landed.
+
+    Raised only once the store stayed silent past the resolution deadline; an append that
+    never left the client is :class:`StoreUnavailable` instead.
+    """
 
 
 class EventStore(Protocol):
     async def append(self, request: AppendRequest) -> AppendResult:
         """Append atomically; idempotent per ``idempotency_key``.
 
-        Raises WrongExpectedVersion, ClaimTaken or StoreUnavailable.
+        Raises WrongExpectedVersion, ClaimTaken, StoreUnavailable or OutcomeUnknown.
         """
         ...
 

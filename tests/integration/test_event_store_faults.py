@@ -1,4 +1,5 @@
-"""The JetStream event store under a crashing server: all or nothing, and nothing acked lost."""
+"""The JetStream event store under a crashing server: all or nothing, nothing acked lost, and
+nothing refused as unavailable written after all."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import asyncio
 import contextlib
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from albatross.adapters.codec import EventCodec
 from albatross.adapters.jetstream.event_store import JetStreamEventStore
@@ -18,7 +21,7 @@ from albatross.adapters.jetstream.topology import Topology, ensure_topology
 from albatross.domain.aggregates import default_registry
 from albatross.domain.users import ApiKeyCreated
 from albatross.infra.nats_server import NatsServer
-from albatross.ports import AppendRequest, StoreUnavailable, StreamId
+from albatross.ports import AppendRequest, OutcomeUnknown, StoreUnavailable, StreamId
 
 pytestmark = pytest.mark.slow
 EVENTS_PER_APPEND = 300
@@ -35,14 +38,49 @@ async def connect(url: str) -> NATS:
     return await nats.connect(url, allow_reconnect=False, connect_timeout=2)
 
 
-async def open_store(server: NatsServer, *,
-                     request_timeout: float = 1.0) -> tuple[NATS, JetStreamEventStore]:
-    nc = await connect(server.url)
+async def open_store(server: NatsServer, *, request_timeout: float = 1.0,
+                     deadline: float = 0.5, resolve_deadline: float = 1.5,
+                     nc: NATS | None = None) -> tuple[NATS, JetStreamEventStore]:
+    nc = nc or await connect(server.url)
     topology = Topology()
     await ensure_topology(nc.jetstream(), topology)
     store = JetStreamEventStore(nc, EventCodec(default_registry()), topology.events_stream,
-                                deadline=0.5, request_timeout=request_timeout)
+                                deadline=deadline, resolve_deadline=resolve_deadline,
+                                request_timeout=request_timeout)
     return nc, store
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+def one_event(stream: StreamId) -> AppendRequest:
+    event = ApiKeyCreated(user_id=stream.aggregate_id, key_id="k", name="key", prefix="alb_abcd")
+    return AppendRequest(stream=stream, events=[event], expected_version=0,
+                         occurred_at=datetime.now(UTC), actor_id="a")
+
+
+def lose_replies(store: JetStreamEventStore, count: int,
+                 after_loss: Callable[[], None] = lambda: None) -> list[str]:
+    """Drop the store's next ``count`` acks as a broken connection would; return their subjects.
+
+    Patched before the store's first request, which subscribes with this callback.
+    """
+    requests = store._requests  # the one place an ack is lost on purpose
+    deliver = requests._on_reply
+    lost: list[str] = []
+
+    async def on_reply(msg: Msg) -> None:
+        if len(lost) < count:
+            lost.append(msg.subject)
+            after_loss()
+            return
+        await deliver(msg)
+
+    requests._on_reply = on_reply  # type: ignore[method-assign]
+    return lost
 
 
 async def close_quietly(nc: NATS) -> None:
@@ -77,7 +115,8 @@ async def test_sigkill_before_the_commit_leaves_none_of_a_batch(fresh_nats: Nats
             fresh_nats.kill()
 
     nc.publish = publish_then_crash  # type: ignore[method-assign]
-    with pytest.raises(StoreUnavailable):
+    # Unknown when the commit left before the client saw the connection die.
+    with pytest.raises((StoreUnavailable, OutcomeUnknown)):
         await store.append(big_append(stream))
     await close_quietly(nc)
     await fresh_nats.restart()
@@ -92,6 +131,7 @@ async def test_sigkill_at_random_moments_leaves_all_or_none_and_keeps_acked(
     rng = random.Random(20261126)
     delays = [rng.uniform(0.0, 0.06) for _ in range(7)] + [0.5]
     acked: list[StreamId] = []
+    refused: list[StreamId] = []
     tried: list[StreamId] = []
     for delay in delays:
         nc, store = await open_store(fresh_nats)
@@ -104,11 +144,71 @@ async def test_sigkill_at_random_moments_leaves_all_or_none_and_keeps_acked(
             await task
             acked.append(stream)
         except StoreUnavailable:
-            pass  # a crash may fail the append: what landed is checked below
+            refused.append(stream)
+        except OutcomeUnknown:
+            pass  # the ack was lost with the server: either outcome is right
         await close_quietly(nc)
         await fresh_nats.restart()
     landed = await count_landed(fresh_nats, tried)
     assert all(n in (0, EVENTS_PER_APPEND) for n in landed.values()), landed
+    # The contract's 503: unavailable means nothing was written.
+    assert all(landed[s] == 0 for s in refused), (refused, landed)
     # sync_interval: always: what was acknowledged before the SIGKILL is on disk.
     assert acked, "no append was acknowledged: the test proved nothing about durability"
     assert all(landed[s] == EVENTS_PER_APPEND for s in acked)
+
+
+async def test_an_append_while_reconnecting_is_refused_and_never_sent_later(
+        fresh_nats: NatsServer) -> None:
+    # nats-py buffers what is published between connections and sends it on reconnection:
+    # an append answered "unavailable" would then land after all (a CI run saw a review
+    # answered 503 and a retry of it answered "already rejected").
+    nc = await nats.connect(fresh_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1,
+                            connect_timeout=2)
+    try:
+        _, store = await open_store(fresh_nats, nc=nc, request_timeout=0.3)
+        stream = StreamId("user", uuid.uuid4().hex, "t1")
+        fresh_nats.kill()
+        await until(lambda: nc.is_reconnecting)
+        with pytest.raises(StoreUnavailable):
+            await store.append(one_event(stream))
+        with pytest.raises(StoreUnavailable):
+            await store.append(big_append(StreamId("user", uuid.uuid4().hex, "t1")))
+        assert nc.pending_data_size < 200  # pings, not 301 messages
+        await fresh_nats.restart()
+        await until(lambda: nc.is_connected)
+        await nc.flush()
+        assert await store.version(stream) == 0
+        assert (await store.append(one_event(stream))).duplicate is False
+    finally:
+        await nc.close()
+
+
+async def test_a_lost_ack_is_settled_by_the_retry_even_past_the_deadline(
+        fresh_nats: NatsServer) -> None:
+    # The first attempt's timeout alone outlasts the deadline: a 503 here would be a lie.
+    nc, store = await open_store(fresh_nats, request_timeout=0.3, deadline=0.2,
+                                 resolve_deadline=5.0)
+    try:
+        lost = lose_replies(store, 1)
+        stream = StreamId("user", uuid.uuid4().hex, "t1")
+        result = await store.append(one_event(stream))
+        assert len(lost) == 1
+        assert result.duplicate is True  # the retry found the first attempt's message
+        assert [e.sequence for e in await store.load(stream)] == [result.sequence]
+    finally:
+        await nc.close()
+
+
+async def test_an_ack_lost_with_the_server_is_an_unknown_outcome_not_unavailable(
+        fresh_nats: NatsServer) -> None:
+    nc, store = await open_store(fresh_nats, request_timeout=0.3, resolve_deadline=1.0)
+    lost = lose_replies(store, 1, after_loss=fresh_nats.kill)
+    stream = StreamId("user", uuid.uuid4().hex, "t1")
+    with pytest.raises(OutcomeUnknown):
+        await store.append(one_event(stream))
+    assert len(lost) == 1
+    await close_quietly(nc)
+    await fresh_nats.restart()
+    # It had landed: "unavailable, nothing written" would have been wrong.
+    assert await count_landed(fresh_nats, [stream]) == {stream: 1}

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from albatross.adapters.jetstream.requests import Requests
+from albatross.adapters.jetstream.requests import NotConnected, Requests
 
 pytestmark = pytest.mark.real
 
@@ -74,3 +74,16 @@ async def test_a_subject_nobody_serves_is_no_responders(nc: NATS) -> None:
             await requests.request("requests.nobody", b"", timeout=5)
     finally:
         await requests.close()
+
+
+async def test_a_client_without_a_connection_sends_nothing(nats_url: str) -> None:
+    # nats-py would buffer the request and send it once connected again, after the caller
+    # gave up on it (tests/integration/test_event_store_faults.py has the reconnection case).
+    client = await nats.connect(nats_url)
+    requests = Requests(client)
+    with pytest.raises(NoRespondersError):  # opens the reply subscription while connected
+        await requests.request("requests.nobody", b"", timeout=5)
+    await client.close()
+    with pytest.raises(NotConnected):
+        await requests.request("requests.nobody", b"lost", timeout=5)
+    assert client.pending_data_size == 0

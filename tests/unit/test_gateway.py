@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from albatross.application.principal import Principal
 from albatross.ops_http import OpsEndpoints
-from albatross.ports import StoreUnavailable
+from albatross.ports import OutcomeUnknown, StoreUnavailable
 from albatross.services.gateway.app import create_app
 from tests.unit.test_gateway_harness import ADMIN_EMAIL, PASSWORD, gateway, pirep_body
 
@@ -122,6 +122,27 @@ async def test_a_store_outage_is_503_with_retry_after() -> None:
         status, body = await gw.call("POST", "/api/tenants", gw.admin_token,
                                      json={"name": "Down Air", "icao": "DWN"})
         assert_problem(status, body, 503, "unavailable")
+
+
+async def test_a_command_the_store_never_confirmed_is_504_not_503() -> None:
+    # 503 promises that nothing was written; this command may have been.
+    async with gateway() as gw:
+        async def unconfirmed(*_args: object, **_kwargs: object) -> None:
+            raise OutcomeUnknown("no answer")
+
+        gw.store.append = unconfirmed  # type: ignore[method-assign]
+        response = await gw.client.post("/api/tenants", json={"name": "Maybe Air", "icao": "MBY"},
+                                        headers={"Authorization": f"Bearer {gw.admin_token}"})
+        body = await response.json(content_type=None)
+        assert_problem(response.status, body, 504, "outcome_unknown")
+        assert "read the resource" in body["detail"]
+        assert int(response.headers["Retry-After"]) >= 1
+        _, spec = await gw.call("GET", "/api/openapi.json")
+        review = spec["paths"]["/api/pireps/{pirep_id}/review"]["post"]["responses"]
+        assert "outcome_unknown" in review["504"]["description"]
+        assert "Retry-After" in review["504"]["headers"]
+        assert "504" not in spec["paths"]["/api/pireps"]["get"]["responses"]
+        assert "504" not in spec["paths"]["/api/auth/logout"]["post"]["responses"]
 
 
 # Tenants and users --------------------------------------------------------------------------

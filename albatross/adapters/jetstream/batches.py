@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from nats.aio.client import Client as NATS
 
 from albatross.adapters.jetstream.acks import PubAck, decode_ack
-from albatross.adapters.jetstream.requests import Requests
+from albatross.adapters.jetstream.requests import NotConnected, Requests
 
 Message = tuple[str, bytes, dict[str, str]]  # subject, payload, headers
 
@@ -23,7 +23,8 @@ async def publish_atomic_batch(requests: Requests, nc: NATS, messages: Sequence[
                                timeout: float) -> PubAck:
     """The acknowledgement that decides: the first message's refusal or the commit's ack.
 
-    Check ``error`` on it; NATS errors (no answer in time, no responders) are raised.
+    Check ``error`` on it; NATS errors (no answer in time, no responders, not connected)
+    are raised.
     """
     batch_id = os.urandom(16).hex()
     last = len(messages)
@@ -41,5 +42,7 @@ async def publish_atomic_batch(requests: Requests, nc: NATS, messages: Sequence[
                 if refusal.error is not None:
                     return refusal
         else:
+            if not nc.is_connected:
+                raise NotConnected  # left in nats-py's buffer, they would go out later
             await nc.publish(subject, payload, headers=headers)
     raise ValueError("an atomic batch needs at least one message")

@@ -15,6 +15,12 @@ Every message carries ``Nats-Msg-Id = <append id>:<index>``; the append id is th
 idempotency key (or a fresh one), so a retry after a lost ack is recognised whether the server
 answers "duplicate" or, on the single-replica path, "wrong last sequence" (10071). Events come
 before claims in an append, so an event's index is its offset among the append's events.
+
+Unavailable means nothing was written (the contract's 503). An append that left the client and
+got no answer may have landed, so once one attempt is unanswered the retries go on past the
+usual deadline, until an answer settles the outcome or ``resolve_deadline`` passes
+(:class:`OutcomeUnknown`); nothing is sent while the client is reconnecting, which would send
+it after the caller gave up (see ``requests.py``).
 Messages written before 2026-11-26 also restate both parts in ``Albatross-Append-Id`` and
 ``Albatross-Batch-Offset``, which are no longer written (each header costs the server and the
 client a visible share of an append's CPU) nor needed to read them.
@@ -50,12 +56,13 @@ from albatross.adapters.codec import (
 from albatross.adapters.jetstream.acks import PubAck, api_error, decode_ack
 from albatross.adapters.jetstream.batches import publish_atomic_batch
 from albatross.adapters.jetstream.direct import DirectGet, StoredMessage
-from albatross.adapters.jetstream.requests import Requests
+from albatross.adapters.jetstream.requests import NotConnected, Requests
 from albatross.ports import (
     AppendRequest,
     AppendResult,
     Claim,
     ClaimTaken,
+    OutcomeUnknown,
     RecordedEvent,
     StoreUnavailable,
     StreamId,
@@ -73,7 +80,8 @@ _RESOLVABLE = {WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID}
 _KEY = re.compile(r"^[A-Za-z0-9_=-]{1,100}$")
 # How many earlier appends of the aggregate a retry looks through for its own append.
 _RETRY_LOOKBACK = 32
-_TRANSIENT = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError)
+_TRANSIENT = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError,
+              NotConnected)
 
 T = TypeVar("T")
 
@@ -90,7 +98,10 @@ class JetStreamEventStore:
     """Implements the EventStore port on the stream ``Topology.events_stream``."""
 
     def __init__(self, nc: NATS, codec: EventCodec, stream: str, *,
-                 deadline: float = 8.0, request_timeout: float = 2.0) -> None:
+                 deadline: float = 8.0, resolve_deadline: float = 15.0,
+                 request_timeout: float = 2.0) -> None:
+        if resolve_deadline < deadline:
+            raise ValueError("resolve_deadline must not be shorter than deadline")
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream(timeout=request_timeout)
         self._codec = codec
@@ -98,6 +109,7 @@ class JetStreamEventStore:
         self._direct = DirectGet(nc, stream, timeout=request_timeout)
         self._requests = Requests(nc)
         self._deadline = deadline
+        self._resolve_deadline = resolve_deadline
         self._timeout = request_timeout
 
     # Writing ------------------------------------------------------------------------------
@@ -163,8 +175,11 @@ class JetStreamEventStore:
         ``NoRespondersError``, which :meth:`_retrying` treats as transient.
         """
         headers["Nats-Expected-Stream"] = self._stream
-        reply = await self._requests.request(subject, data, timeout=self._timeout,
-                                             headers=headers)
+        try:
+            reply = await self._requests.request(subject, data, timeout=self._timeout,
+                                                 headers=headers)
+        except NatsTimeoutError as exc:
+            raise _Unanswered from exc
         ack = decode_ack(reply.data)
         if ack.error is not None:
             raise api_error(ack.error)
@@ -182,7 +197,11 @@ class JetStreamEventStore:
             if number == len(messages):
                 headers["Nats-Expected-Stream"] = self._stream
             batch.append((message.subject, message.data, headers))
-        ack = await publish_atomic_batch(self._requests, self._nc, batch, timeout=self._timeout)
+        try:
+            ack = await publish_atomic_batch(self._requests, self._nc, batch,
+                                             timeout=self._timeout)
+        except NatsTimeoutError as exc:
+            raise _Unanswered from exc  # possibly the commit's answer that never came
         if ack.error is not None:
             raise api_error(ack.error)
         return ack
@@ -228,23 +247,30 @@ class JetStreamEventStore:
         """Retry transient failures (leader election, restart) until the deadline.
 
         Safe because every retry reuses the append id, so the server or
-        ``_resolve_refusal`` recognises what already landed.
+        ``_resolve_refusal`` recognises what already landed. After an unanswered attempt
+        the retries go on until ``resolve_deadline``: only an answer tells whether it landed.
         """
         delay = 0.05
         loop = asyncio.get_running_loop()
-        give_up = loop.time() + self._deadline
+        began = loop.time()
+        unanswered = False
         while True:
             try:
                 return await attempt()
             except _HeadMoved as exc:
                 failure: Exception = exc
+            except _Unanswered as exc:
+                failure, unanswered = exc, True
             except _TRANSIENT as exc:
                 failure = exc
             except APIError as exc:
                 if exc.code is None or exc.code < 500:
                     raise
                 failure = exc
-            if loop.time() + delay >= give_up:
+            if unanswered and loop.time() + delay >= began + self._resolve_deadline:
+                raise OutcomeUnknown(f"event store did not answer whether the append landed: "
+                                     f"{failure!r}") from failure
+            if not unanswered and loop.time() + delay >= began + self._deadline:
                 raise StoreUnavailable(f"event store unavailable: {failure!r}") from failure
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
@@ -319,6 +345,10 @@ class JetStreamEventStore:
         except (DecodeError, ValueError) as exc:
             return UnreadableEvent(stored.sequence, stored.subject, str(exc))
         return RecordedEvent(stored.sequence, stream, event, occurred_at, actor_id)
+
+
+class _Unanswered(Exception):
+    """An attempt left the client and no answer came: it may have landed."""
 
 
 class _HeadMoved(Exception):

@@ -6,6 +6,12 @@ CPU in the gateway, whose every command is one JetStream publish awaiting its ac
 reply subject is ``<inbox>.<counter>`` on a wildcard subscription opened on first use, and
 the timeout is one timer handle. Errors are nats-py's: ``TimeoutError`` when no reply comes
 in time, ``NoRespondersError`` when the server says nobody listens on the subject.
+
+A request while the client is reconnecting raises :class:`NotConnected` and sends nothing.
+nats-py would buffer it and send it on reconnection, after its caller gave up: an append
+refused as unavailable would land later. So a ``TimeoutError`` means the request left (or sat
+in the client's buffer, which goes out on reconnection): its outcome is unknown; a
+``NotConnected`` means it never will.
 """
 
 from __future__ import annotations
@@ -17,10 +23,18 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 _NO_RESPONDERS = "503"
+
+
+class NotConnected(NatsError):
+    """The client is between connections; the request was not sent."""
+
+    def __str__(self) -> str:
+        return "nats: not connected; the request was not sent"
 
 
 class Requests:
@@ -36,6 +50,8 @@ class Requests:
                       headers: dict[str, str] | None = None) -> Msg:
         if self._subscription is None:
             await self._open()
+        if not self._nc.is_connected:
+            raise NotConnected
         token = str(next(self._numbers))
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Msg] = loop.create_future()

@@ -102,6 +102,8 @@ def _responses(op: Operation, schema_of: dict[int, Any],
     implied = ["internal"]
     if op.auth:
         implied += ["unauthorized", "unavailable"]
+    if op.auth and op.method != "GET" and op.tag != "auth":
+        implied.append("outcome_unknown")  # a command the event store never confirmed
     if op.auth and op.method == "GET":
         implied.append("malformed_request")  # a bad Albatross-Min-Sequence header
     if "{" in op.path:
@@ -114,7 +116,7 @@ def _responses(op: Operation, schema_of: dict[int, Any],
         entry: dict[str, Any] = {
             "description": "; ".join(f"`{c}`: {TITLES[c]}" for c in codes),
             "content": {"application/problem+json": {"schema": schema_of[id(Problem)]}}}
-        if status in (429, 503):
+        if status in (429, 503, 504):
             entry["headers"] = {"Retry-After": _RETRY_HEADER}
         responses[str(status)] = entry
     return responses

@@ -12,7 +12,7 @@ from nats.errors import Error as NatsError
 from albatross.adapters.jetstream.direct import DirectGetError
 from albatross.application.errors import RateLimited
 from albatross.domain.errors import DomainError, ValidationFailed
-from albatross.ports import ClaimTaken, StoreUnavailable, WrongExpectedVersion
+from albatross.ports import ClaimTaken, OutcomeUnknown, StoreUnavailable, WrongExpectedVersion
 from albatross.services.gateway.schemas import FieldProblem, Problem
 
 PROBLEM_JSON = "application/problem+json"
@@ -35,6 +35,7 @@ STATUS_OF: Mapping[str, int] = {
     "rate_limited": 429,
     "internal": 500,
     "unavailable": 503,
+    "outcome_unknown": 504,
 }
 
 TITLES: Mapping[str, str] = {
@@ -54,6 +55,7 @@ TITLES: Mapping[str, str] = {
     "rate_limited": "Too many requests",
     "internal": "Internal server error",
     "unavailable": "Service unavailable",
+    "outcome_unknown": "Outcome unknown",
 }
 
 # Failures of a dependency (NATS, PostgreSQL): the request did not happen, try again later.
@@ -119,6 +121,13 @@ def known_problem(exc: BaseException) -> web.Response | None:
         return problem_response(code, f"this {exc.claim.kind} is already taken")
     if isinstance(exc, WrongExpectedVersion):
         return problem_response("conflict", "the resource changed meanwhile; try again")
+    if isinstance(exc, OutcomeUnknown):
+        # Not 503: that promises nothing was written, and this command may have been.
+        return problem_response(
+            "outcome_unknown", "the event store took the command but never confirmed it; "
+            "read the resource before repeating the command (a PIREP submission may be "
+            "repeated with the same Idempotency-Key)",
+            headers={"Retry-After": RETRY_AFTER_UNAVAILABLE})
     if isinstance(exc, DEPENDENCY_ERRORS):
         return problem_response("unavailable", "a dependency is unavailable; nothing was done",
                                 headers={"Retry-After": RETRY_AFTER_UNAVAILABLE})
