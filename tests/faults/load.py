@@ -5,7 +5,9 @@ checks can find it in the event store), and retry the same request until it is a
 the tenant admin reviews them; everyone reads (one PIREP with ``Albatross-Min-Sequence``, lists);
 a WebSocket listener follows the tenant's changes through the gateway and resumes after every
 drop. Every answer is classified: 2xx, 503 ``unavailable`` with ``Retry-After`` (allowed while
-a dependency is down), any other 5xx (a failure), a 4xx nobody expected (a failure), no answer
+a dependency is down; the checks prove it wrote nothing), 504 ``outcome_unknown`` (allowed: a
+command in flight when the store went down; retried like a dropped connection), any other 5xx
+(a failure), a 4xx nobody expected (a failure), no answer
 within :data:`CLIENT_TIMEOUT` (a hang: a failure), a dropped connection (retried).
 """
 
@@ -25,9 +27,10 @@ import aiohttp
 
 from tests.faults.mesh import Crew
 
-# Longest a request may take: the gateway's own bounds (event-store retries 8 s, the
-# read-your-writes wait 5 s) plus slack for a loaded 2-core machine.
-CLIENT_TIMEOUT = 20.0
+# Longest a request may take: the gateway's own bounds (event-store retries 8 s, 15 s for an
+# append whose answer was lost; the read-your-writes wait 5 s) plus slack for a loaded 2-core
+# machine.
+CLIENT_TIMEOUT = 25.0
 # A command still not acknowledged this long after its first attempt is given up (a failure).
 COMMAND_DEADLINE = 60.0
 RETRY_PAUSE = 0.2
@@ -46,6 +49,7 @@ class Figures:
     requests: int = 0
     unavailable: int = 0
     unavailable_at: list[float] = field(default_factory=list)
+    outcome_unknown: int = 0
     errors_5xx: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     hangs: list[str] = field(default_factory=list)
@@ -148,6 +152,9 @@ class Load:
                     "Retry-After", "").isdigit():
                 self.figures.unavailable += 1
                 self.figures.unavailable_at.append(finished)
+            elif answer.status == 504 and code == "outcome_unknown" and answer.headers.get(
+                    "Retry-After", "").isdigit():
+                self.figures.outcome_unknown += 1
             else:
                 self.figures.errors_5xx.append(f"{method} {path}: {answer.status} {answer.body}")
         elif answer.status < 300:
@@ -227,7 +234,7 @@ class Load:
             if answer is not None and answer.status == 200:
                 self.reviewed[pirep_id] = str(answer.body["status"])
                 return
-            if answer is None:
+            if answer is None or answer.status == 504:
                 ambiguous = True  # the review may have landed: a 409 next time is fine
             elif answer.status == 409 and ambiguous:
                 return  # it did land; the checks find exactly one review event

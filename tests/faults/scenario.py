@@ -116,14 +116,16 @@ async def run_fault(mesh: Mesh, kind: str, seed: int,
 
 
 def assert_clean(outcome: Outcome, mesh: Mesh) -> None:
-    """Nothing lost or doubled, no 5xx but 503 ``unavailable``, no hang, no surprise."""
+    """Nothing lost or doubled, no 5xx but 503 ``unavailable`` and 504 ``outcome_unknown``,
+    no hang, no surprise."""
     figures, verdict, load = outcome.load.figures, outcome.verdict, outcome.load
     context = (f"\nfigures: {figures.requests} requests, {figures.unavailable} x 503, "
+               f"{figures.outcome_unknown} x 504, "
                f"{figures.dropped} dropped, slowest {figures.slowest:.2f} s; "
                f"recoveries {outcome.recoveries}\n{mesh.tails()}")
     assert verdict.acknowledged >= 5, f"too little load to prove anything{context}"
-    assert figures.errors_5xx == [], f"5xx other than 503 unavailable: {figures.errors_5xx[:5]}" \
-                                     f"{context}"
+    assert figures.errors_5xx == [], f"5xx other than 503 unavailable, 504 outcome_unknown: " \
+                                     f"{figures.errors_5xx[:5]}{context}"
     assert figures.hangs == [], f"requests that hung: {figures.hangs[:5]}{context}"
     assert figures.unexpected == [], f"unexpected answers: {figures.unexpected[:5]}{context}"
     assert load.abandoned == [], f"never acknowledged: {load.abandoned[:5]}{context}"
