@@ -15,6 +15,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import StreamConfig
 
+from albatross.adapters.jetstream.topology import ensure_stream
 from albatross.infra._process import free_port, http_get, port_accepts
 from albatross.infra.containers import (
     DockerUnavailable,
@@ -122,7 +123,9 @@ async def test_cluster_elects_and_survives_losing_a_node(nats_cluster: NatsClust
     assert nats_cluster.url == ",".join(nats_cluster.urls)
     nc = await connect(*nats_cluster.urls)
     js = nc.jetstream()
-    await js.add_stream(StreamConfig(name="R3", subjects=["r3.>"], num_replicas=3))
+    # Right after forming, a cluster may refuse placement for a few seconds (10005);
+    # ensure_stream, which bootstrap uses, waits that out.
+    await ensure_stream(js, StreamConfig(name="R3", subjects=["r3.>"], num_replicas=3))
     await js.publish("r3.a", b"before")
     info = await js.stream_info("R3")
     assert info.cluster is not None

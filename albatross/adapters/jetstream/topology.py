@@ -142,7 +142,30 @@ def topology_for(settings: Settings) -> Topology:
                     session_ttl_seconds=float(settings.session_ttl_seconds))
 
 
-async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+STREAM_NAME_IN_USE = 10058
+# "No suitable peers for placement": a cluster that just formed places replicas only on
+# servers whose statistics its meta leader has received, seconds after their routes connect.
+NO_SUITABLE_PEERS = 10005
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig, *,
+                        placement_wait: float = 30.0) -> None:
+    """Create or update ``config``; wait up to ``placement_wait`` for a forming cluster."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + placement_wait
+    delay = 0.1
+    while True:
+        try:
+            await _create_or_update(js, config)
+            return
+        except BadRequestError as exc:
+            if exc.err_code != NO_SUITABLE_PEERS or loop.time() + delay >= give_up:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+async def _create_or_update(js: JetStreamContext, config: StreamConfig) -> None:
     assert config.name is not None
     try:
         await js.stream_info(config.name)
@@ -152,7 +175,7 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             return
         except BadRequestError as exc:
             # Another bootstrap created it between our look and our add: update instead.
-            if exc.err_code != 10058:
+            if exc.err_code != STREAM_NAME_IN_USE:
                 raise
     await js.update_stream(config)
 
