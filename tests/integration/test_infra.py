@@ -126,7 +126,10 @@ async def test_cluster_elects_and_survives_losing_a_node(nats_cluster: NatsClust
     # Right after forming, a cluster may refuse placement for a few seconds (10005);
     # ensure_stream, which bootstrap uses, waits that out.
     await ensure_stream(js, StreamConfig(name="R3", subjects=["r3.>"], num_replicas=3))
-    await js.publish("r3.a", b"before")
+    # ... and until the new stream elects its leader, publishes find no responders: retried,
+    # with a message id so that a retry after a lost ack stores nothing twice.
+    await eventually(lambda: js.publish("r3.a", b"before", timeout=1,
+                                        headers={"Nats-Msg-Id": "before"}))
     info = await js.stream_info("R3")
     assert info.cluster is not None
     assert info.cluster.leader is not None
@@ -141,7 +144,8 @@ async def test_cluster_elects_and_survives_losing_a_node(nats_cluster: NatsClust
     nc = await connect(*survivors)
     js = nc.jetstream()
     # Until the survivors elect a new stream leader, requests time out or get a 503.
-    ack = await eventually(lambda: js.publish("r3.b", b"after", timeout=1))
+    ack = await eventually(lambda: js.publish("r3.b", b"after", timeout=1,
+                                              headers={"Nats-Msg-Id": "after"}))
     assert ack.seq == 2
     assert await eventually(lambda: stream_messages(nc, "R3")) == [b"before", b"after"]
     await nc.close()
