@@ -16,14 +16,15 @@ idempotency key (or a fresh one), so a retry after a lost ack is recognised whet
 answers "duplicate" or, on the single-replica path, "wrong last sequence" (10071). Events come
 before claims in an append, so an event's index is its offset among the append's events.
 
+Messages written before 2026-11-26 also restate both parts in ``Albatross-Append-Id`` and
+``Albatross-Batch-Offset``, which are no longer written (each header costs the server and the
+client a visible share of an append's CPU) nor needed to read them.
+
 Unavailable means nothing was written (the contract's 503). An append that left the client and
 got no answer may have landed, so once one attempt is unanswered the retries go on past the
 usual deadline, until an answer settles the outcome or ``resolve_deadline`` passes
 (:class:`OutcomeUnknown`); nothing is sent while the client is reconnecting, which would send
 it after the caller gave up (see ``requests.py``).
-Messages written before 2026-11-26 also restate both parts in ``Albatross-Append-Id`` and
-``Albatross-Batch-Offset``, which are no longer written (each header costs the server and the
-client a visible share of an append's CPU) nor needed to read them.
 """
 
 from __future__ import annotations
