@@ -33,6 +33,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from albatross.adapters.codec import EventCodec
@@ -56,6 +57,9 @@ EVENTS = "ALBATROSS_EVENTS"
 CHANGES = "ALBATROSS_CHANGES"
 SECRET_PAYLOAD = b'{"password_hash": "$argon2id$v=19$m=65536,t=3,p=4$c2VjcmV0"}'
 REFUSED_WAIT = 0.5  # a refused request never gets an answer: how long to wait for none
+# What an allowed operation may take. These tests prove permissions, not latency, and on a
+# loaded CI machine one of them ran past nats-py's default 5 s (a sync-always fsync, likely).
+JS_TIMEOUT = 15.0
 _T = TypeVar("_T")
 
 
@@ -110,7 +114,7 @@ async def _bootstrap(server: Server) -> None:
     """The bootstrap user creates the whole topology, as the bootstrap Job does."""
     nc = await nats.connect(server.url("bootstrap"), connect_timeout=2, allow_reconnect=False)
     try:
-        await ensure_topology(nc.jetstream(), Topology())
+        await ensure_topology(nc.jetstream(timeout=JS_TIMEOUT), Topology())
     finally:
         await nc.close()
 
@@ -131,6 +135,9 @@ class Client:
                               error_cb=on_error,
                               inbox_prefix=INBOX_PREFIX.get(self.user, "_INBOX"))
         return self
+
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream(timeout=JS_TIMEOUT)
 
     async def violations(self) -> list[str]:
         await self.nc.flush(timeout=2)  # any -ERR for what was sent before has arrived
@@ -169,17 +176,17 @@ async def connect(server: Server) -> AsyncIterator[Any]:
 
 
 async def last_seq(admin: Client, stream: str) -> int:
-    info = await admin.nc.jetstream().stream_info(stream)
+    info = await admin.js().stream_info(stream)
     return int(info.state.last_seq)
 
 
 async def publish_secret(gateway: Client) -> tuple[str, int]:
     subject = f"albatross.secrets.t1.user.{uuid.uuid4().hex}"
-    ack = await gateway.nc.jetstream().publish(subject, SECRET_PAYLOAD)
+    ack = await gateway.js().publish(subject, SECRET_PAYLOAD)
     return subject, ack.seq
 
 
-async def received(sub: Any, timeout: float = 5.0) -> Msg:
+async def received(sub: Any, timeout: float = JS_TIMEOUT) -> Msg:
     msg: Msg = await sub.next_msg(timeout=timeout)
     return msg
 
@@ -229,7 +236,7 @@ async def test_gateway_appends_events_secrets_and_claims_through_the_event_store
 
 async def test_gateway_reaches_every_bucket_of_the_topology(connect: Any) -> None:
     gateway = await connect("gateway")
-    js = gateway.nc.jetstream()
+    js = gateway.js()
     buckets = [c.name.removeprefix("KV_") for c in Topology().all_streams()
                if c.name and c.name.startswith("KV_")]
     assert len(buckets) >= 4
@@ -257,8 +264,8 @@ async def test_integrations_receives_events_and_changes_live(connect: Any) -> No
     events = await integrations.nc.subscribe("albatross.events.>")
     changes = await integrations.nc.subscribe("albatross.changes.>")
     await integrations.nc.flush()
-    await gateway.nc.jetstream().publish("albatross.events.t1.pirep.p1", b'{"type": "x"}')
-    await projector.nc.jetstream().publish("albatross.changes.t1.pirep.p1", b'{"type": "change"}')
+    await gateway.js().publish("albatross.events.t1.pirep.p1", b'{"type": "x"}')
+    await projector.js().publish("albatross.changes.t1.pirep.p1", b'{"type": "change"}')
     assert (await received(events)).subject == "albatross.events.t1.pirep.p1"
     assert (await received(changes)).subject == "albatross.changes.t1.pirep.p1"
     assert await integrations.violations() == []
@@ -289,7 +296,7 @@ async def test_integrations_can_not_publish_events(connect: Any) -> None:
         await integrations.assert_refused("Publish", subject)
     with pytest.raises((nats.errors.TimeoutError, asyncio.TimeoutError,
                         nats.errors.NoRespondersError)):
-        await integrations.nc.jetstream().publish("albatross.events.t1.pirep.forged", b"{}",
+        await integrations.js().publish("albatross.events.t1.pirep.forged", b"{}",
                                                   timeout=REFUSED_WAIT)
     assert await last_seq(admin, EVENTS) == before
 
@@ -298,8 +305,8 @@ async def test_integrations_durable_consumer_delivers_events_but_never_secrets(
         connect: Any) -> None:
     integrations, gateway = await connect("integrations"), await connect("gateway")
     await publish_secret(gateway)
-    event = await gateway.nc.jetstream().publish("albatross.events.t1.tenant.t1", b"{}")
-    js = integrations.nc.jetstream()
+    event = await gateway.js().publish("albatross.events.t1.tenant.t1", b"{}")
+    js = integrations.js()
     config = ConsumerConfig(name="integrations", durable_name="integrations",
                             filter_subject="albatross.events.>",
                             deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT)
@@ -361,8 +368,8 @@ async def test_projector_consumes_events_and_publishes_changes_without_secrets(
         connect: Any) -> None:
     projector, gateway = await connect("projector"), await connect("gateway")
     await publish_secret(gateway)
-    event = await gateway.nc.jetstream().publish("albatross.events.t1.pirep.p2", b"{}")
-    js = projector.nc.jetstream()
+    event = await gateway.js().publish("albatross.events.t1.pirep.p2", b"{}")
+    js = projector.js()
     config = ConsumerConfig(name="albatross-projector", durable_name="albatross-projector",
                             filter_subject="albatross.events.>",
                             deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.EXPLICIT)
@@ -403,10 +410,10 @@ async def test_projector_can_not_read_secrets_nor_write_events(connect: Any) -> 
 async def test_notifier_reads_changes_events_and_sessions_but_no_secret(connect: Any) -> None:
     notifier, gateway, projector = (await connect("notifier"), await connect("gateway"),
                                     await connect("projector"))
-    sessions = await gateway.nc.jetstream().key_value(Topology().sessions_bucket)
+    sessions = await gateway.js().key_value(Topology().sessions_bucket)
     await sessions.put("s" + uuid.uuid4().hex[:16], b"session")
-    change = await projector.nc.jetstream().publish("albatross.changes.t1.user.u9", b"{}")
-    js = notifier.nc.jetstream()
+    change = await projector.js().publish("albatross.changes.t1.user.u9", b"{}")
+    js = notifier.js()
     # Replay from a sequence (resume), the way an ordered consumer does.
     replay = await js.subscribe("albatross.changes.>", stream=CHANGES, ordered_consumer=True,
                                 config=ConsumerConfig(
@@ -417,7 +424,7 @@ async def test_notifier_reads_changes_events_and_sessions_but_no_secret(connect:
     assert await kv.keys()
     live = await notifier.nc.subscribe("albatross.events.>")
     await notifier.nc.flush()
-    await gateway.nc.jetstream().publish("albatross.events.t1.user.u9", b"{}")
+    await gateway.js().publish("albatross.events.t1.user.u9", b"{}")
     assert (await received(live)).subject == "albatross.events.t1.user.u9"
     assert await notifier.violations() == []
 
@@ -448,7 +455,7 @@ async def test_notifier_change_feed_runs_under_the_notifier_user(connect: Any) -
     head = await feed.head()
     live = await feed.subscribe(after=head)
     try:
-        await projector.nc.jetstream().publish("albatross.changes.t1.user.u7", b"{}")
+        await projector.js().publish("albatross.changes.t1.user.u7", b"{}")
         assert [c.sequence async for c in feed.replay(after=head, until=head + 1)] == [head + 1]
     finally:
         await live.close()
@@ -486,7 +493,7 @@ async def test_notifier_revocation_signals_run_under_the_notifier_user(connect: 
     try:
         await signals.start(on_session_removed, on_user_changed)
         await notifier.nc.flush()
-        await gateway.nc.jetstream().publish("albatross.events.t1.user.u5", b"{}")
+        await gateway.js().publish("albatross.events.t1.user.u5", b"{}")
         for _ in range(250):
             if changed:
                 break
