@@ -1,0 +1,109 @@
+"""The benchmark's lean HTTP client (bench/_http.py) against a real aiohttp server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bench._http import HttpError, HttpPool
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[TestServer, list[str]]]:
+    peers: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        peers.append(str(request.transport.get_extra_info("peername")) if request.transport
+                     else "?")
+        body = await request.read()
+        status = int(request.headers.get("X-Status", "201"))
+        return web.Response(body=body.upper(), status=status)
+
+    async def streamed(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()  # chunked: no Content-Length
+        await response.prepare(request)
+        await response.write(b"chunk")
+        await response.write_eof()
+        return response
+
+    async def closing(request: web.Request) -> web.Response:
+        return web.Response(body=b"bye", headers={"Connection": "close"})
+
+    app = web.Application()
+    app.router.add_post("/echo", echo)
+    app.router.add_post("/streamed", streamed)
+    app.router.add_post("/closing", closing)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield test_server, peers
+    finally:
+        await test_server.close()
+
+
+def base(server: TestServer) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+async def test_answers_come_back_to_their_requests_over_reused_connections(
+        server: tuple[TestServer, list[str]]) -> None:
+    test_server, peers = server
+    pool = HttpPool(base(test_server), 4)
+    try:
+        answers = await asyncio.gather(*(
+            pool.send(pool.post("/echo", f"body {n}".encode(), {"X-Status": str(200 + n % 3)}))
+            for n in range(40)))
+        assert answers == [(200 + n % 3, f"BODY {n}".encode()) for n in range(40)]
+        assert len(set(peers)) <= 4  # 40 requests, at most 4 connections
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_the_server_closes_is_replaced(
+        server: tuple[TestServer, list[str]]) -> None:
+    test_server, _ = server
+    pool = HttpPool(base(test_server), 1)
+    try:
+        assert await pool.send(pool.post("/closing", b"", {})) == (200, b"bye")
+        again = await asyncio.wait_for(pool.send(pool.post("/echo", b"again", {})), 5)
+        assert again == (201, b"AGAIN")
+    finally:
+        await pool.close()
+
+
+async def test_a_connection_closed_while_idle_is_not_reused() -> None:
+    async def ok(request: web.Request) -> web.Response:
+        return web.Response(body=b"ok")
+
+    app = web.Application()
+    app.router.add_post("/", ok)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server(keepalive_timeout=0.1)
+    pool = HttpPool(base(test_server), 1)
+    try:
+        assert await pool.send(pool.post("/", b"", {})) == (200, b"ok")
+        await asyncio.sleep(0.5)  # past the server's keep-alive: it closes the idle connection
+        assert await asyncio.wait_for(pool.send(pool.post("/", b"", {})), 5) == (200, b"ok")
+    finally:
+        await pool.close()
+        await test_server.close()
+
+
+async def test_what_it_cannot_read_is_an_error_not_a_hang(
+        server: tuple[TestServer, list[str]]) -> None:
+    test_server, _ = server
+    pool = HttpPool(base(test_server), 2)
+    try:
+        with pytest.raises(HttpError, match="not an answer"):
+            await asyncio.wait_for(pool.send(pool.post("/streamed", b"", {})), 5)
+    finally:
+        await pool.close()
+    refused = HttpPool("http://127.0.0.1:9", 1)  # the discard port: nobody listens
+    with pytest.raises(ConnectionRefusedError):
+        await refused.send(refused.post("/echo", b"", {}))
+    with pytest.raises(ValueError, match="plain http"):
+        HttpPool("https://example.org", 1)
