@@ -3,12 +3,17 @@
 Used for sessions (keyed by the SHA-256 of the token; the bucket's TTL is the session TTL),
 login throttles and PIREP idempotency keys. Every replica reads the same bucket with a Direct
 Get, so a logout is seen everywhere at once. NATS failures become ``StoreUnavailable``.
+
+No write is handed to the client while it is between connections: nats-py would buffer it
+and send it on reconnection, so a write answered 503 (nothing written) would take effect
+after all (a late logout, a session nobody holds the token of).
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from nats.aio.client import Client as NATS
 from nats.errors import ConnectionClosedError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
@@ -22,12 +27,18 @@ _UNAVAILABLE = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, Conne
 
 
 class JetStreamKeyValue:
-    def __init__(self, kv: NatsKeyValue) -> None:
+    def __init__(self, kv: NatsKeyValue, nc: NATS) -> None:
         self._kv = kv
+        self._nc = nc
 
     @classmethod
-    async def open(cls, js: JetStreamContext, bucket: str) -> JetStreamKeyValue:
-        return cls(await js.key_value(bucket))
+    async def open(cls, nc: NATS, bucket: str) -> JetStreamKeyValue:
+        js: JetStreamContext = nc.jetstream()
+        return cls(await js.key_value(bucket), nc)
+
+    def _sendable(self, operation: str) -> None:
+        if not self._nc.is_connected:
+            raise StoreUnavailable(f"key-value {operation}: not connected, nothing sent")
 
     async def get(self, key: str) -> Entry | None:
         try:
@@ -39,6 +50,7 @@ class JetStreamKeyValue:
         return Entry(value=entry.value or b"", revision=int(entry.revision or 0))
 
     async def create(self, key: str, value: bytes) -> int | None:
+        self._sendable("create")
         try:
             return int(await self._kv.create(key, value))
         except KeyWrongLastSequenceError:
@@ -49,6 +61,7 @@ class JetStreamKeyValue:
             raise _unavailable_or(exc) from exc
 
     async def update(self, key: str, value: bytes, revision: int) -> int | None:
+        self._sendable("update")
         try:
             return int(await self._kv.update(key, value, last=revision))
         except KeyWrongLastSequenceError:
@@ -59,6 +72,7 @@ class JetStreamKeyValue:
             raise _unavailable_or(exc) from exc
 
     async def delete(self, key: str) -> None:
+        self._sendable("delete")
         try:
             await self._kv.delete(key)
         except _UNAVAILABLE as exc:

@@ -52,7 +52,7 @@ async def jetstream_auth(nc: NATS, topology: Topology, *, clock: Clock | None = 
     store = JetStreamEventStore(nc, codec, topology.events_stream)
     repos = Repositories(store, JetStreamSnapshotStore(nc, topology.snapshots_bucket))
     claims = JetStreamClaimLookup(nc, topology.events_stream)
-    sessions = await JetStreamKeyValue.open(nc.jetstream(), topology.sessions_bucket)
+    sessions = await JetStreamKeyValue.open(nc, topology.sessions_bucket)
     authenticator = Authenticator(repos.users, sessions, claims, clock, cache_ttl=cache_ttl)
     return JetStreamAuth(repos, claims, sessions, authenticator)
 
@@ -101,9 +101,8 @@ async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadMode
     clock = clock or SystemClock()
     ids = ids or UuidV7Ids()
     auth = await jetstream_auth(nc, topology, clock=clock)
-    js = nc.jetstream()
-    throttles = await JetStreamKeyValue.open(js, topology.login_throttle_bucket)
-    idempotency = await JetStreamKeyValue.open(js, topology.idempotency_bucket)
+    throttles = await JetStreamKeyValue.open(nc, topology.login_throttle_bucket)
+    idempotency = await JetStreamKeyValue.open(nc, topology.idempotency_bucket)
     own_hasher = hasher is None
     the_hasher: PasswordHasher = hasher or Argon2PasswordHasher()
     window = timedelta(seconds=topology.login_window_seconds)
