@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from nats.aio.client import Client as NATS
 
 from albatross.adapters.jetstream.acks import PubAck, decode_ack
-from albatross.adapters.jetstream.requests import NotConnected, Requests
+from albatross.adapters.jetstream.requests import Requests, ensure_connected
 
 Message = tuple[str, bytes, dict[str, str]]  # subject, payload, headers
 
@@ -42,7 +42,6 @@ async def publish_atomic_batch(requests: Requests, nc: NATS, messages: Sequence[
                 if refusal.error is not None:
                     return refusal
         else:
-            if not nc.is_connected:
-                raise NotConnected  # left in nats-py's buffer, they would go out later
+            ensure_connected(nc)
             await nc.publish(subject, payload, headers=headers)
     raise ValueError("an atomic batch needs at least one message")

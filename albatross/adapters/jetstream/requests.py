@@ -31,10 +31,16 @@ _NO_RESPONDERS = "503"
 
 
 class NotConnected(NatsError):
-    """The client is between connections; the request was not sent."""
+    """The client is between connections; nothing was sent."""
 
     def __str__(self) -> str:
-        return "nats: not connected; the request was not sent"
+        return "nats: not connected, nothing sent"
+
+
+def ensure_connected(nc: NATS) -> None:
+    """Raise :class:`NotConnected` rather than let nats-py buffer a write for later."""
+    if not nc.is_connected:
+        raise NotConnected
 
 
 class Requests:
@@ -50,8 +56,7 @@ class Requests:
                       headers: dict[str, str] | None = None) -> Msg:
         if self._subscription is None:
             await self._open()
-        if not self._nc.is_connected:
-            raise NotConnected
+        ensure_connected(self._nc)
         token = str(next(self._numbers))
         loop = asyncio.get_running_loop()
         reply: asyncio.Future[Msg] = loop.create_future()

@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue as NatsKeyValue
 
+from albatross.adapters.jetstream.requests import NotConnected, ensure_connected
 from albatross.application.auth_ports import Entry
 from albatross.ports import StoreUnavailable
 
@@ -37,8 +38,10 @@ class JetStreamKeyValue:
         return cls(await js.key_value(bucket), nc)
 
     def _sendable(self, operation: str) -> None:
-        if not self._nc.is_connected:
-            raise StoreUnavailable(f"key-value {operation}: not connected, nothing sent")
+        try:
+            ensure_connected(self._nc)
+        except NotConnected as exc:
+            raise StoreUnavailable(f"key-value {operation}: {exc}") from exc
 
     async def get(self, key: str) -> Entry | None:
         try:
