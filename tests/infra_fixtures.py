@@ -26,12 +26,14 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import nats
 import pytest
+from nats.aio.client import Client as NATS
 
 from albatross.infra.containers import (
     DockerUnavailable,
@@ -188,3 +190,16 @@ def login_as(dsn: str, user: str, password: str) -> str:
     parts = urlsplit(dsn)
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit(parts._replace(netloc=f"{quote(user)}:{quote(password)}@{host}"))
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait until ``condition()`` holds; ``TimeoutError`` after ``timeout`` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def reconnecting_client(server: NatsServer) -> NATS:
+    """A client that reconnects for ever, as the services' do, but every 0.1 s."""
+    return await nats.connect(server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1,
+                              connect_timeout=2)

@@ -22,6 +22,7 @@ from albatross.domain.aggregates import default_registry
 from albatross.domain.users import ApiKeyCreated
 from albatross.infra.nats_server import NatsServer
 from albatross.ports import AppendRequest, OutcomeUnknown, StoreUnavailable, StreamId
+from tests.infra_fixtures import reconnecting_client, until
 
 pytestmark = pytest.mark.slow
 EVENTS_PER_APPEND = 300
@@ -48,12 +49,6 @@ async def open_store(server: NatsServer, *, request_timeout: float = 1.0,
                                 deadline=deadline, resolve_deadline=resolve_deadline,
                                 request_timeout=request_timeout)
     return nc, store
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def one_event(stream: StreamId) -> AppendRequest:
@@ -163,8 +158,7 @@ async def test_an_append_while_reconnecting_is_refused_and_never_sent_later(
     # nats-py buffers what is published between connections and sends it on reconnection:
     # an append answered "unavailable" would then land after all (a CI run saw a review
     # answered 503 and a retry of it answered "already rejected").
-    nc = await nats.connect(fresh_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1,
-                            connect_timeout=2)
+    nc = await reconnecting_client(fresh_nats)
     try:
         _, store = await open_store(fresh_nats, nc=nc, request_timeout=0.3)
         stream = StreamId("user", uuid.uuid4().hex, "t1")

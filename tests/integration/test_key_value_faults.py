@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-
-import nats
 import pytest
 
 from albatross.adapters.jetstream.sessions import JetStreamKeyValue
 from albatross.adapters.jetstream.topology import Topology, ensure_topology
 from albatross.infra.nats_server import NatsServer
 from albatross.ports import StoreUnavailable
+from tests.infra_fixtures import reconnecting_client, until
 
 pytestmark = pytest.mark.slow
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def test_writes_while_reconnecting_are_refused_and_never_sent_later(
         fresh_nats: NatsServer) -> None:
     # nats-py buffers publishes between connections and sends them on reconnection: a logout
     # answered 503 would otherwise take effect later, and a login leave a session behind.
-    nc = await nats.connect(fresh_nats.url, max_reconnect_attempts=-1, reconnect_time_wait=0.1,
-                            connect_timeout=2)
+    nc = await reconnecting_client(fresh_nats)
     try:
         topology = Topology()
         await ensure_topology(nc.jetstream(), topology)
