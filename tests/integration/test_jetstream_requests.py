@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import nats
@@ -87,3 +88,24 @@ async def test_a_client_without_a_connection_sends_nothing(nats_url: str) -> Non
     with pytest.raises(NotConnected):
         await requests.request("requests.nobody", b"lost", timeout=5)
     assert client.pending_data_size == 0
+
+
+async def test_a_request_is_written_at_once_not_by_the_next_flush(nc: NATS) -> None:
+    # nats-py writes buffered publishes from a flusher task that runs only after everything
+    # else ready on the event loop; a busy gateway would hold every append back that long.
+    async def echo(msg: Msg) -> None:
+        await nc.publish(msg.reply, msg.data)
+
+    await nc.subscribe("requests.now", cb=echo)
+    requests = Requests(nc)
+    try:
+        assert (await requests.request("requests.now", b"warm", timeout=5)).data == b"warm"
+        await nc.flush()
+        pending = requests.request("requests.now", b"at once", timeout=5)
+        # Run the request up to its wait for the reply, with no other task running meanwhile.
+        with contextlib.suppress(StopIteration):
+            pending.send(None)
+        assert nc.pending_data_size == 0
+        pending.close()
+    finally:
+        await requests.close()

@@ -7,6 +7,9 @@ reply subject is ``<inbox>.<counter>`` on a wildcard subscription opened on firs
 the timeout is one timer handle. Errors are nats-py's: ``TimeoutError`` when no reply comes
 in time, ``NoRespondersError`` when the server says nobody listens on the subject.
 
+A request is handed to the socket at once (:func:`send_now`), not when nats-py's flusher task
+next runs.
+
 A request while the client is reconnecting raises :class:`NotConnected` and sends nothing.
 nats-py would buffer it and send it on reconnection, after its caller gave up: an append
 refused as unavailable would land later. So a ``TimeoutError`` means the request left (or sat
@@ -43,6 +46,23 @@ def ensure_connected(nc: NATS) -> None:
         raise NotConnected
 
 
+def send_now(nc: NATS) -> None:
+    """Write what nats-py has buffered to the socket now instead of from its flusher task.
+
+    nats-py appends a publish to a buffer and wakes a flusher task, which runs only after
+    everything else the event loop has ready. In a busy gateway that delays each append by
+    the other requests' work, while nats-server, which stores (and fsyncs) one message after
+    the other, runs out of messages. Measured with 64 concurrent appends and 0.3 ms of other
+    CPU per append: 1,090-1,430/s through the flusher, 1,810-1,870/s written at once, for
+    0.04 ms more CPU per append (a send per publish). The flusher finds the buffer empty.
+    Uses nats-py's buffer attributes (``nats-py`` is pinned; a test fails if they change).
+    """
+    if nc._pending and nc.is_connected and nc._transport is not None:
+        nc._transport.writelines(nc._pending[:])
+        nc._pending = []
+        nc._pending_data_size = 0
+
+
 class Requests:
     def __init__(self, nc: NATS) -> None:
         self._nc = nc
@@ -64,6 +84,7 @@ class Requests:
         timer = loop.call_later(timeout, _expire, reply)
         try:
             await self._nc.publish(subject, data, reply=self._prefix + token, headers=headers)
+            send_now(self._nc)
             msg = await reply
         finally:
             timer.cancel()

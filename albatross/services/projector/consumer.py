@@ -26,6 +26,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import APIError, NotFoundError
 
 from albatross.adapters.codec import EVENTS, DecodeError, EventCodec, stream_of
+from albatross.adapters.jetstream.requests import send_now
 from albatross.adapters.postgres.applier import Incoming, Poison
 from albatross.ports import RecordedEvent
 
@@ -109,6 +110,7 @@ class Puller:
             request["expires"] = int(wait * 1_000_000_000)
         await self._nc.publish(self._next_subject, json.dumps(request).encode(),
                                reply=self._inbox)
+        send_now(self._nc)
         loop = asyncio.get_running_loop()
         # The server answers a no_wait request at once; a lingering one by its expiry.
         deadline = loop.time() + (wait or 0.0) + self._timeout

@@ -32,7 +32,7 @@ from albatross.adapters.codec import CHANGES
 from albatross.adapters.jetstream.acks import PubAck, decode_ack
 from albatross.adapters.jetstream.batches import publish_atomic_batch
 from albatross.adapters.jetstream.direct import DirectGet
-from albatross.adapters.jetstream.requests import Requests
+from albatross.adapters.jetstream.requests import Requests, send_now
 from albatross.adapters.postgres.migrations import schema_identifier
 from albatross.adapters.postgres.pool import Connection
 from albatross.observability import get_logger
@@ -125,6 +125,7 @@ class PipelinedPublisher:
         for index, (subject, payload, headers) in enumerate(messages):
             await self._nc.publish(subject, payload, reply=f"{self._prefix}.{self._chunk}."
                                    f"{index}", headers=headers)
+        send_now(self._nc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._complete.wait(), self._timeout)
         return list(self._results)
