@@ -93,9 +93,15 @@ class HttpPool:
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> bytes:
         """The request's bytes, prepared once; send them with :meth:`send`."""
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self._host}:{self._port}",
-                 f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        return self.prepare("POST", path, body, headers)
+
+    def prepare(self, method: str, path: str, body: bytes | None,
+                headers: dict[str, str]) -> bytes:
+        """Any method's request as bytes; ``None`` for no body (a ``GET``)."""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}",
+                 *([] if body is None else [f"Content-Length: {len(body)}"]),
+                 *(f"{k}: {v}" for k, v in headers.items())]
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (body or b"")
 
     async def send(self, request: bytes) -> tuple[int, bytes]:
         """Status and body of the answer; :class:`HttpError` (an ``OSError``) on failure."""
