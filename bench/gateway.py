@@ -406,6 +406,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
                 await child.wait()
         for server in reversed(servers):
             await server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     common = _common()
     targets = []
 
