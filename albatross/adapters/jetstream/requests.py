@@ -58,7 +58,13 @@ def send_now(nc: NATS) -> None:
     Uses nats-py's buffer attributes (``nats-py`` is pinned; a test fails if they change).
     """
     if nc._pending and nc.is_connected and nc._transport is not None:
-        nc._transport.writelines(nc._pending[:])
+        try:
+            nc._transport.writelines(nc._pending[:])
+        except (OSError, RuntimeError):
+            # A transport closed under a client that has not noticed yet (uvloop raises
+            # RuntimeError): the buffer stays for the flusher, which reports the broken
+            # connection to nats-py, and the request goes unanswered like any lost one.
+            return
         nc._pending = []
         nc._pending_data_size = 0
 
