@@ -18,11 +18,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from albatross.adapters.codec import EVENTS, claim_subject, stream_of
 from albatross.adapters.jetstream.direct import DirectGet, DirectGetError
+from albatross.adapters.jetstream.requests import NotConnected, Requests
 from albatross.application.auth import parse_stream_key
 from albatross.ports import Claim, StoreUnavailable, StreamId, is_valid_token
 
 UNAVAILABLE = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError,
-               DirectGetError)
+               NotConnected, DirectGetError)
 
 
 class _ClaimPayload(msgspec.Struct):
@@ -33,7 +34,7 @@ class JetStreamClaimLookup:
     """Implements :class:`albatross.application.auth_ports.ClaimLookup`."""
 
     def __init__(self, nc: NATS, events_stream: str, *, timeout: float = 2.0) -> None:
-        self._direct = DirectGet(nc, events_stream, timeout=timeout)
+        self._direct = DirectGet(nc, events_stream, timeout=timeout, requests=Requests(nc))
         self._decode = msgspec.json.Decoder(_ClaimPayload).decode
 
     async def holder(self, claim: Claim) -> StreamId | None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.client import Client as NATS
 
+from albatross.adapters.jetstream.requests import Requests
+
 _NOT_FOUND = "404"
 
 
@@ -27,8 +29,13 @@ class DirectGetError(Exception):
 
 
 class DirectGet:
-    def __init__(self, nc: NATS, stream: str, timeout: float = 2.0) -> None:
+    """Reads through ``requests`` when given (a long-lived reader's own; see requests.py),
+    else through ``nc.request`` (a one-off read should not leave a reply subscription)."""
+
+    def __init__(self, nc: NATS, stream: str, timeout: float = 2.0,
+                 requests: Requests | None = None) -> None:
         self._nc = nc
+        self._requests = requests
         self._api = f"$JS.API.DIRECT.GET.{stream}"
         self._timeout = timeout
         self._encode = msgspec.json.encode
@@ -41,7 +48,11 @@ class DirectGet:
         return await self._get({"last_by_subj": subject})
 
     async def _get(self, request: dict[str, object]) -> StoredMessage | None:
-        reply = await self._nc.request(self._api, self._encode(request), timeout=self._timeout)
+        data = self._encode(request)
+        if self._requests is not None:
+            reply = await self._requests.request(self._api, data, timeout=self._timeout)
+        else:
+            reply = await self._nc.request(self._api, data, timeout=self._timeout)
         headers = {str(k): v for k, v in (reply.headers or {}).items()}
         status = headers.get("Status")
         if status == _NOT_FOUND:

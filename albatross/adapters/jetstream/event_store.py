@@ -107,8 +107,8 @@ class JetStreamEventStore:
         self._js: JetStreamContext = nc.jetstream(timeout=request_timeout)
         self._codec = codec
         self._stream = stream
-        self._direct = DirectGet(nc, stream, timeout=request_timeout)
         self._requests = Requests(nc)
+        self._direct = DirectGet(nc, stream, timeout=request_timeout, requests=self._requests)
         self._deadline = deadline
         self._resolve_deadline = resolve_deadline
         self._timeout = request_timeout

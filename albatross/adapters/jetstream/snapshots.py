@@ -11,6 +11,7 @@ import msgspec
 from nats.aio.client import Client as NATS
 
 from albatross.adapters.jetstream.direct import DirectGet
+from albatross.adapters.jetstream.requests import Requests
 from albatross.ports import Snapshot
 
 
@@ -23,7 +24,8 @@ class JetStreamSnapshotStore:
     def __init__(self, nc: NATS, bucket: str, *, request_timeout: float = 2.0) -> None:
         self._nc = nc
         self._prefix = f"$KV.{bucket}."
-        self._direct = DirectGet(nc, f"KV_{bucket}", timeout=request_timeout)
+        self._direct = DirectGet(nc, f"KV_{bucket}", timeout=request_timeout,
+                                 requests=Requests(nc))
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder(_Wire).decode
 
