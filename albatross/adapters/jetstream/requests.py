@@ -53,9 +53,11 @@ def send_now(nc: NATS) -> None:
     everything else the event loop has ready. In a busy gateway that delays each append by
     the other requests' work, while nats-server, which stores (and fsyncs) one message after
     the other, runs out of messages. Measured with 64 concurrent appends and 0.3 ms of other
-    CPU per append: 1,090-1,430/s through the flusher, 1,810-1,870/s written at once, for
-    0.04 ms more CPU per append (a send per publish). The flusher finds the buffer empty.
-    Uses nats-py's buffer attributes (``nats-py`` is pinned; a test fails if they change).
+    CPU per append: 1,090-1,430/s through the flusher, 1,810-1,870/s written at once; through
+    the gateway +9% POSTs/s for ~0.07 ms more CPU per POST in the gateway and as much in
+    nats-server (a send and a segment per publish; docs/performance.md). The flusher then
+    finds the buffer empty. Uses nats-py's buffer attributes (``nats-py`` is pinned;
+    tests/integration/test_jetstream_requests.py fails if they change).
     """
     if nc._pending and nc.is_connected and nc._transport is not None:
         try:
