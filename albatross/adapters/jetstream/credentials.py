@@ -34,7 +34,7 @@ class JetStreamClaimLookup:
     """Implements :class:`albatross.application.auth_ports.ClaimLookup`."""
 
     def __init__(self, nc: NATS, events_stream: str, *, timeout: float = 2.0) -> None:
-        self._direct = DirectGet(nc, events_stream, timeout=timeout, requests=Requests(nc))
+        self._direct = DirectGet(Requests(nc), events_stream, timeout=timeout)
         self._decode = msgspec.json.Decoder(_ClaimPayload).decode
 
     async def holder(self, claim: Claim) -> StreamId | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import msgspec
-from nats.aio.client import Client as NATS
 
 from albatross.adapters.jetstream.requests import Requests
 
@@ -29,12 +28,9 @@ class DirectGetError(Exception):
 
 
 class DirectGet:
-    """Reads through ``requests`` when given (a long-lived reader's own; see requests.py),
-    else through ``nc.request`` (a one-off read should not leave a reply subscription)."""
+    """Reads through its owner's ``Requests`` (one reply subscription; see requests.py)."""
 
-    def __init__(self, nc: NATS, stream: str, timeout: float = 2.0,
-                 requests: Requests | None = None) -> None:
-        self._nc = nc
+    def __init__(self, requests: Requests, stream: str, timeout: float = 2.0) -> None:
         self._requests = requests
         self._api = f"$JS.API.DIRECT.GET.{stream}"
         self._timeout = timeout
@@ -48,11 +44,8 @@ class DirectGet:
         return await self._get({"last_by_subj": subject})
 
     async def _get(self, request: dict[str, object]) -> StoredMessage | None:
-        data = self._encode(request)
-        if self._requests is not None:
-            reply = await self._requests.request(self._api, data, timeout=self._timeout)
-        else:
-            reply = await self._nc.request(self._api, data, timeout=self._timeout)
+        reply = await self._requests.request(self._api, self._encode(request),
+                                             timeout=self._timeout)
         headers = {str(k): v for k, v in (reply.headers or {}).items()}
         status = headers.get("Status")
         if status == _NOT_FOUND:

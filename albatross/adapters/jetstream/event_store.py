@@ -108,7 +108,7 @@ class JetStreamEventStore:
         self._codec = codec
         self._stream = stream
         self._requests = Requests(nc)
-        self._direct = DirectGet(nc, stream, timeout=request_timeout, requests=self._requests)
+        self._direct = DirectGet(self._requests, stream, timeout=request_timeout)
         self._deadline = deadline
         self._resolve_deadline = resolve_deadline
         self._timeout = request_timeout

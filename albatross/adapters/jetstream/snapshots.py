@@ -24,8 +24,7 @@ class JetStreamSnapshotStore:
     def __init__(self, nc: NATS, bucket: str, *, request_timeout: float = 2.0) -> None:
         self._nc = nc
         self._prefix = f"$KV.{bucket}."
-        self._direct = DirectGet(nc, f"KV_{bucket}", timeout=request_timeout,
-                                 requests=Requests(nc))
+        self._direct = DirectGet(Requests(nc), f"KV_{bucket}", timeout=request_timeout)
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder(_Wire).decode
 

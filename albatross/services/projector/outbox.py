@@ -151,6 +151,7 @@ class OutboxPublisher:
         self._nc = nc
         self._sender = PipelinedPublisher(nc, publish_timeout)
         self._requests = Requests(nc)
+        self._direct = DirectGet(self._requests, changes_stream)
         self._atomic = True  # until the stream says it does not allow atomic batches
         self._stream = changes_stream
         self._s = schema_identifier(schema)
@@ -162,7 +163,7 @@ class OutboxPublisher:
 
     async def reconcile(self, connection: Connection) -> int:
         """Drop outbox rows the changes stream already holds; how many were dropped."""
-        last = await DirectGet(self._nc, self._stream).last_on(f"{CHANGES}.>")
+        last = await self._direct.last_on(f"{CHANGES}.>")
         match = _MSG_ID.match(last.headers.get("Nats-Msg-Id", "")) if last else None
         self._chain_trusted = False
         dropped = 0
