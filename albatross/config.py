@@ -91,6 +91,16 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "Address the public origin (gateway) listens on."),
     SettingSpec("http_port", "ALBATROSS_HTTP_PORT", "8080", _int_in(0, 65535),
                 "Port of the public origin: web UI, `/api/*` and `/api/ws`."),
+    SettingSpec("http_reuse_port", "ALBATROSS_HTTP_REUSE_PORT", "false", _bool,
+                "Let several gateway processes listen on the same port (Linux `SO_REUSEPORT`: "
+                "the kernel spreads new connections among them). `albatross up` sets it when "
+                "it runs more than one gateway process."),
+    SettingSpec("gateway_processes", "ALBATROSS_GATEWAY_PROCESSES", "0", _int_in(0, 64),
+                "How many gateway processes `albatross up` runs on the one HTTP port. `0`: "
+                "one per CPU the machine lets it use, at most 4 (one gateway process is "
+                "single-threaded Python)."),
+    SettingSpec("gateway_pool_size", "ALBATROSS_GATEWAY_POOL_SIZE", "16", _int_in(1, 1000),
+                "PostgreSQL connections in each gateway process's read pool."),
     SettingSpec("http_header_timeout", "ALBATROSS_HTTP_HEADER_TIMEOUT", "10", _int_in(1, 3600),
                 "Seconds the gateway gives a client to send a request's headers (also how "
                 "long an idle keep-alive connection stays open); slower clients are dropped."),
@@ -134,6 +144,9 @@ class Settings:
     data_dir: Path
     http_host: str
     http_port: int
+    http_reuse_port: bool
+    gateway_processes: int
+    gateway_pool_size: int
     http_header_timeout: int
     http_body_timeout: int
     projector_port: int

@@ -20,11 +20,16 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from albatross.services.gateway.security_headers import add_security_headers
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 """Returns when the dependency answers; raises (anything) when it does not."""
+
+MULTIPROCESS_METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+"""prometheus_client's switch for processes that share a port: it must be in the environment
+before the process starts (the library picks how it stores values when it is imported)."""
 
 CHECK_OK = "ok"
 DEFAULT_CHECK_TIMEOUT = 2.0
@@ -86,6 +91,22 @@ class OpsEndpoints:
     async def metrics(self, _request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self._registry),
                             headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def scraped_registry(registry: CollectorRegistry,
+                     environ: Mapping[str, str]) -> CollectorRegistry:
+    """What ``/metrics`` should serve: ``registry`` itself, or in multi-process mode the sum
+    over every process that writes to the directory in ``PROMETHEUS_MULTIPROC_DIR``.
+
+    Several gateway processes share one port and a scrape reaches any of them, so each must
+    answer with all of them; only counters, gauges and histograms are summed that way.
+    """
+    directory = environ.get(MULTIPROCESS_METRICS_ENV)
+    if not directory:
+        return registry
+    summed = CollectorRegistry()
+    MultiProcessCollector(summed, path=directory)  # type: ignore[no-untyped-call]
+    return summed
 
 
 async def serve_ops(host: str, port: int, endpoints: OpsEndpoints, *,

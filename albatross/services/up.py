@@ -2,8 +2,10 @@
 
 Order: embedded (or given) NATS and PostgreSQL, then the bootstrap child to completion, then
 one supervised child per long-running service (gateway, projector, notifier: whichever module
-exists). Children get the environment of ``albatross up`` plus ``ALBATROSS_NATS_URL`` and
-``ALBATROSS_DATABASE_URL`` pointing at the servers.
+exists). The gateway may be several children on its one port (``ALBATROSS_GATEWAY_PROCESSES``;
+by default one per CPU, at most 4): a gateway process is single-threaded Python, and the
+kernel spreads connections among them. Children get the environment of ``albatross up``
+plus ``ALBATROSS_NATS_URL`` and ``ALBATROSS_DATABASE_URL`` pointing at the servers.
 
 Supervision rules (:class:`Supervisor`):
 
@@ -41,6 +43,7 @@ from structlog.typing import FilteringBoundLogger
 from albatross.config import Settings
 from albatross.lifecycle import Shutdown, StartupError, run_main
 from albatross.observability import configure_logging, get_logger
+from albatross.ops_http import MULTIPROCESS_METRICS_ENV
 
 SERVICE_NAMES: tuple[str, ...] = ("gateway", "projector", "notifier")
 BOOTSTRAP_MODULE = "albatross.services.bootstrap.main"
@@ -71,11 +74,55 @@ def module_exists(module: str) -> bool:
         return False
 
 
-def default_services(names: Sequence[str] = SERVICE_NAMES) -> list[ServiceSpec]:
-    """Specs of the services whose ``albatross.services.<name>.main`` module exists."""
-    modules = {name: f"albatross.services.{name}.main" for name in names}
-    return [ServiceSpec.for_module(name, module) for name, module in modules.items()
-            if module_exists(module)]
+GATEWAY_MODULE = "albatross.services.gateway.main"
+MAX_AUTO_GATEWAY_PROCESSES = 4
+
+
+def default_services(names: Sequence[str] = SERVICE_NAMES, *,
+                     gateways: Sequence[ServiceSpec] | None = None) -> list[ServiceSpec]:
+    """Specs of the services whose ``albatross.services.<name>.main`` module exists.
+
+    ``gateways``: the gateway's processes (:func:`gateway_services`); one by default.
+    """
+    specs: list[ServiceSpec] = []
+    for name in names:
+        module = f"albatross.services.{name}.main"
+        if not module_exists(module):
+            continue
+        if name == "gateway" and gateways is not None:
+            specs.extend(gateways)
+        else:
+            specs.append(ServiceSpec.for_module(name, module))
+    return specs
+
+
+def gateway_process_count(configured: int, usable_cpus: int | None = None) -> int:
+    """``configured``, or for ``0`` one per usable CPU, at most 4."""
+    if configured > 0:
+        return configured
+    if usable_cpus is None:
+        usable_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    return max(1, min(usable_cpus, MAX_AUTO_GATEWAY_PROCESSES))
+
+
+def gateway_services(configured: int, metrics_dir: Path, *,
+                     usable_cpus: int | None = None) -> list[ServiceSpec]:
+    """The gateway's processes: ``gateway`` alone, or ``gateway-1``... sharing the HTTP port.
+
+    Several processes count their metrics together in ``metrics_dir`` (emptied here: an
+    earlier run's counts must not be added in), so that ``/metrics`` answers the same
+    whichever process takes the scrape.
+    """
+    count = gateway_process_count(configured, usable_cpus)
+    if count == 1:
+        return [ServiceSpec.for_module("gateway", GATEWAY_MODULE)]
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink()
+    shared = {"ALBATROSS_HTTP_REUSE_PORT": "true", MULTIPROCESS_METRICS_ENV: str(metrics_dir)}
+    return [ServiceSpec.for_module(f"gateway-{n}", GATEWAY_MODULE, shared)
+            for n in range(1, count + 1)]
 
 
 @dataclass(frozen=True)
@@ -354,7 +401,6 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
     tests inject fake commands and a fake ``infrastructure``.
     """
     log = get_logger("up")
-    specs = default_services() if services is None else list(services)
     bootstrap_spec = bootstrap or ServiceSpec.for_module("bootstrap", BOOTSTRAP_MODULE)
     async with AsyncExitStack() as stack:
         try:
@@ -364,6 +410,9 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
         except Exception as exc:
             raise StartupError(f"cannot start NATS/PostgreSQL: {type(exc).__name__}: "
                                f"{exc}") from exc
+        specs = list(services) if services is not None else default_services(
+            gateways=gateway_services(settings.gateway_processes,
+                                      settings.data_dir / "gateway-metrics"))
         supervisor = Supervisor(specs, env=child_environment(environ, servers), log=log,
                                 backoff=backoff, stop_timeout=stop_timeout, stdout=stdout,
                                 stderr=stderr)
@@ -373,11 +422,12 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
         if ended.code != 0:
             raise StartupError(f"bootstrap failed ({ended.describe()})")
         log.info("bootstrap done; starting services", services=[s.name for s in specs])
-        missing = [name for name in SERVICE_NAMES if name not in {s.name for s in specs}]
+        running = {spec.name.partition("-")[0] for spec in specs}
+        missing = [name for name in SERVICE_NAMES if name not in running]
         if missing:
             log.warning("services not available in this build", services=missing)
         announcer: asyncio.Task[bool] | None = None
-        if any(spec.name == "gateway" for spec in specs):
+        if "gateway" in running:
             announcer = asyncio.create_task(announce_when_ready(
                 public_url(settings.http_host, settings.http_port), shutdown.requested,
                 announce if announce is not None else sys.stdout))

@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -17,6 +18,7 @@ from albatross.adapters.passwords import TEST_ONLY_CHEAP, Argon2PasswordHasher
 from albatross.config import Settings
 from albatross.infra.nats_server import NatsServer
 from albatross.services.bootstrap.main import bootstrap
+from albatross.services.up import gateway_services
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 ADMIN = "ops@albatross.test"
@@ -77,3 +79,76 @@ async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServe
     out = (await process.stdout.read()).decode() if process.stdout else ""  # type: ignore[union-attr]
     assert PASSWORD not in out
     assert token not in out
+
+
+async def _ready(http: aiohttp.ClientSession, base: str,
+                 processes: list[asyncio.subprocess.Process]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            async with http.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        assert all(p.returncode is None for p in processes), "a gateway exited early"
+        assert time.monotonic() < deadline, "the gateways never became ready"
+        await asyncio.sleep(0.2)
+
+
+async def _listening(process: asyncio.subprocess.Process) -> asyncio.Task[bytes]:
+    """Once the process logs that it listens: a task reading the rest of its output (a full
+    pipe would block its logging)."""
+    assert process.stdout is not None
+    async for line in process.stdout:
+        if b'"gateway listening"' in line:
+            return asyncio.get_running_loop().create_task(process.stdout.read())
+    raise AssertionError("the gateway exited before listening")
+
+
+def _healthz_count(metrics: str) -> float:
+    prefix = 'albatross_http_requests_total{method="GET",route="/healthz",status="200"}'
+    return sum(float(line.split()[-1]) for line in metrics.splitlines()
+               if line.startswith(prefix))
+
+
+async def test_two_gateways_share_one_port_and_each_scrape_counts_both(
+        fresh_nats: NatsServer, database_url: str, tmp_path: Path) -> None:
+    env = {"ALBATROSS_NATS_URL": fresh_nats.url, "ALBATROSS_DATABASE_URL": database_url,
+           "ALBATROSS_ADMIN_EMAIL": ADMIN, "ALBATROSS_ADMIN_PASSWORD": PASSWORD}
+    hasher = Argon2PasswordHasher(TEST_ONLY_CHEAP)
+    try:
+        await bootstrap(Settings.from_env(env), out=io.StringIO(), hasher=hasher)
+    finally:
+        hasher.close()
+    port = free_port()
+    specs = gateway_services(2, tmp_path / "metrics")
+    processes = [await asyncio.create_subprocess_exec(
+        *spec.command, env={**os.environ, **env, **spec.env, "ALBATROSS_HTTP_PORT": str(port)},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        for spec in specs]
+    base = f"http://127.0.0.1:{port}"
+    drains: list[asyncio.Task[bytes]] = []
+    try:
+        # Each one listening, not just one of them ready.
+        drains = list(await asyncio.wait_for(
+            asyncio.gather(*(_listening(p) for p in processes)), 30))
+        async with aiohttp.ClientSession() as http:
+            await _ready(http, base, processes)
+        # A connection per request: the kernel spreads connections, not requests.
+        for _ in range(30):
+            async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as response:
+                assert response.status == 200
+        assert all(p.returncode is None for p in processes)
+        written = {path.name for path in (tmp_path / "metrics").iterdir()}
+        assert {f"counter_{p.pid}.db" for p in processes} <= written
+        for _ in range(6):
+            async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as response:
+                assert _healthz_count(await response.text()) == 30
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        codes = [await asyncio.wait_for(p.wait(), timeout=10) for p in processes]
+        await asyncio.gather(*drains)
+    assert codes == [0, 0]

@@ -35,6 +35,8 @@ from albatross.services.up import (
     ServiceSpec,
     Supervisor,
     default_services,
+    gateway_process_count,
+    gateway_services,
     public_url,
     up,
 )
@@ -307,3 +309,52 @@ def test_public_url_shows_a_reachable_address() -> None:
     assert public_url("127.0.0.1", 8080) == "http://127.0.0.1:8080"
     assert public_url("0.0.0.0", 80) == "http://127.0.0.1:80"
     assert public_url("::", 8080) == "http://[::1]:8080"
+
+
+def test_one_gateway_process_is_the_plain_gateway(tmp_path: Path) -> None:
+    specs = gateway_services(1, tmp_path / "metrics")
+    assert [(spec.name, spec.command[1:], dict(spec.env)) for spec in specs] == [
+        ("gateway", ("-m", "albatross.services.gateway.main"), {})]
+    assert not (tmp_path / "metrics").exists()
+
+
+def test_several_gateway_processes_share_the_port_and_their_metrics(tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_123.db").write_bytes(b"an earlier run's counts")
+    specs = gateway_services(3, metrics)
+    assert [spec.name for spec in specs] == ["gateway-1", "gateway-2", "gateway-3"]
+    for spec in specs:
+        assert spec.command[1:] == ("-m", "albatross.services.gateway.main")
+        assert spec.env == {"ALBATROSS_HTTP_REUSE_PORT": "true",
+                            "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+    assert list(metrics.iterdir()) == []
+    services = default_services(("gateway", "projector"), gateways=specs)
+    assert [spec.name for spec in services] == ["gateway-1", "gateway-2", "gateway-3",
+                                                "projector"]
+
+
+@pytest.mark.parametrize(("configured", "cpus", "expected"),
+                         [(0, 1, 1), (0, 2, 2), (0, 16, 4), (3, 16, 3), (6, 1, 6)])
+def test_gateway_processes_default_to_one_per_cpu_at_most_four(configured: int, cpus: int,
+                                                               expected: int) -> None:
+    assert gateway_process_count(configured, cpus) == expected
+
+
+async def test_up_announces_the_url_when_the_gateway_runs_as_several_processes(
+        tmp_path: Path) -> None:
+    port = _free_port()
+    settings = Settings.from_env({"ALBATROSS_HTTP_PORT": str(port),
+                                  "ALBATROSS_DATA_DIR": str(tmp_path / "data")})
+    shutdown = Shutdown()
+    announce = io.StringIO()
+    gateways = [ServiceSpec(f"gateway-{n}", (PY, "-c", _FAKE_GATEWAY, str(listen)))
+                for n, listen in ((1, port), (2, _free_port()))]
+    running = asyncio.create_task(up(
+        settings, shutdown, environ=dict(os.environ), infrastructure=_FakeServers(),
+        services=gateways, bootstrap=ServiceSpec("bootstrap", (PY, "-c", "pass")),
+        announce=announce, stdout=io.BytesIO(), stderr=io.BytesIO(), stop_timeout=2))
+    await _until(lambda: announce.getvalue() != "", timeout=8)
+    assert announce.getvalue() == f"Albatross is ready: http://127.0.0.1:{port}\n"
+    shutdown.request("test")
+    await asyncio.wait_for(running, 5)

@@ -15,7 +15,7 @@ from albatross.adapters.jetstream.topology import topology_for
 from albatross.config import ConfigError, Settings
 from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
 from albatross.observability import configure_logging, get_logger
-from albatross.ops_http import OpsEndpoints
+from albatross.ops_http import OpsEndpoints, scraped_registry
 from albatross.services.gateway.app import create_app
 from albatross.services.gateway.container import build_gateway_deps, closing
 
@@ -37,14 +37,15 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
                      max_reconnect_attempts=-1, name="albatross-gateway"), timeout=15)
     try:
         read_models = await connect_dependency(
-            "PostgreSQL", PostgresReadModels.open(settings.database_url, max_size=16),
+            "PostgreSQL", PostgresReadModels.open(
+                settings.database_url, max_size=settings.gateway_pool_size),
             timeout=15)
     except BaseException:
         await nc.close()
         raise
     registry = CollectorRegistry()
     stopping = asyncio.Event()
-    ops = OpsEndpoints(registry, stopping=stopping)
+    ops = OpsEndpoints(scraped_registry(registry, os.environ), stopping=stopping)
 
     async def nats_ready() -> None:
         if not nc.is_connected:
@@ -80,7 +81,8 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
                            keepalive_timeout=settings.http_header_timeout)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        site = web.TCPSite(runner, settings.http_host, settings.http_port,
+                           reuse_port=settings.http_reuse_port or None)
         try:
             await site.start()
         except OSError as exc:
