@@ -101,6 +101,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "single-threaded Python)."),
     SettingSpec("gateway_pool_size", "ALBATROSS_GATEWAY_POOL_SIZE", "16", _int_in(1, 1000),
                 "PostgreSQL connections in each gateway process's read pool."),
+    SettingSpec("pirep_cache_ms", "ALBATROSS_PIREP_CACHE_MS", "1000", _int_in(0, 60_000),
+                "The gateway answers `GET /api/pireps/{id}` from memory for up to this long, "
+                "and only while no projected change has been notified since (any change "
+                "empties it; docs/architecture.md). `0` turns the cache off."),
     SettingSpec("http_header_timeout", "ALBATROSS_HTTP_HEADER_TIMEOUT", "10", _int_in(1, 3600),
                 "Seconds the gateway gives a client to send a request's headers (also how "
                 "long an idle keep-alive connection stays open); slower clients are dropped."),
@@ -147,6 +151,7 @@ class Settings:
     http_reuse_port: bool
     gateway_processes: int
     gateway_pool_size: int
+    pirep_cache_ms: int
     http_header_timeout: int
     http_body_timeout: int
     projector_port: int

@@ -230,7 +230,10 @@ class ReadModels(Protocol):
     async def list_api_keys(self, principal: Principal, user_id: str, *, limit: int,
                             cursor: str | None) -> Page[ApiKeyView]: ...
 
-    async def get_pirep(self, principal: Principal, pirep_id: str) -> PirepView | None: ...
+    async def get_pirep(self, principal: Principal, pirep_id: str, *,
+                        fresh: bool = False) -> PirepView | None:
+        """``fresh``: not from an in-memory copy, if the adapter keeps one (the client sent
+        ``Cache-Control: no-cache``)."""
 
     async def list_pireps(self, principal: Principal, *, status: PirepStatus | None,
                           pilot_id: str | None, tenant_id: str | None, limit: int,

@@ -136,7 +136,8 @@ class InMemoryReadModels:
         return _page(items, "api_keys", fingerprint(user_id), limit, cursor,
                      lambda k: k.created_at)
 
-    async def get_pirep(self, principal: Principal, pirep_id: str) -> PirepView | None:
+    async def get_pirep(self, principal: Principal, pirep_id: str, *,
+                        fresh: bool = False) -> PirepView | None:
         pirep = self._state.pireps.get(pirep_id)
         if pirep is None or policy.see_pirep(principal, pirep.tenant_id) is not policy.ALLOW:
             return None

@@ -21,6 +21,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings.gateway_processes == 0  # albatross up: one per CPU, at most 4
     assert settings.http_reuse_port is False
     assert settings.gateway_pool_size == 16
+    assert settings.pirep_cache_ms == 1000
 
 
 def test_values_are_parsed_and_typed() -> None:
@@ -29,10 +30,10 @@ def test_values_are_parsed_and_typed() -> None:
         "ALBATROSS_ALLOWED_ORIGINS": "https://a.example, https://b.example",
         "ALBATROSS_DEV": "yes", "ALBATROSS_STREAM_REPLICAS": "3",
         "ALBATROSS_GATEWAY_PROCESSES": "2", "ALBATROSS_HTTP_REUSE_PORT": "true",
-        "ALBATROSS_GATEWAY_POOL_SIZE": "8",
+        "ALBATROSS_GATEWAY_POOL_SIZE": "8", "ALBATROSS_PIREP_CACHE_MS": "0",
     })
     assert (settings.gateway_processes, settings.http_reuse_port) == (2, True)
-    assert settings.gateway_pool_size == 8
+    assert (settings.gateway_pool_size, settings.pirep_cache_ms) == (8, 0)
     assert settings.http_port == 9090
     assert settings.nats_url == "nats://a:4222,nats://b:4222"
     assert settings.allowed_origins == ("https://a.example", "https://b.example")
@@ -45,6 +46,7 @@ def test_values_are_parsed_and_typed() -> None:
     ("ALBATROSS_SESSION_TTL_SECONDS", "5"), ("ALBATROSS_LOG_LEVEL", "loud"),
     ("ALBATROSS_DEV", "maybe"), ("ALBATROSS_STREAM_REPLICAS", "0"),
     ("ALBATROSS_GATEWAY_PROCESSES", "-1"), ("ALBATROSS_GATEWAY_POOL_SIZE", "0"),
+    ("ALBATROSS_PIREP_CACHE_MS", "lots"),
 ])
 def test_bad_values_are_refused_naming_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):

@@ -538,3 +538,28 @@ async def test_uncommon_http_methods_share_one_metrics_label() -> None:
         assert "PROPFIND" not in metrics
         assert "MKCOL" not in metrics
         assert 'method="OTHER"' in metrics
+
+
+@pytest.mark.parametrize(("headers", "fresh"), [
+    ({}, False), ({"Cache-Control": "max-age=60"}, False), ({"Cache-Control": "no-cache"}, True),
+    ({"Cache-Control": "max-age=0, No-Cache"}, True), ({"Pragma": "no-cache"}, True)])
+async def test_a_pirep_read_asks_for_a_fresh_answer_on_no_cache(headers: dict[str, str],
+                                                                 fresh: bool) -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        _, email = await gw.user("Pilot", tenant)
+        pilot = await gw.login(email)
+        status, pirep = await gw.call("POST", "/api/pireps", pilot, json=pirep_body())
+        assert status == 201
+        asked: list[bool] = []
+        read = gw.read_models.get_pirep
+
+        async def spy(principal: Any, pirep_id: str, *, fresh: bool = False) -> Any:
+            asked.append(fresh)
+            return await read(principal, pirep_id, fresh=fresh)
+
+        gw.read_models.get_pirep = spy  # type: ignore[method-assign]
+        status, body = await gw.call("GET", f"/api/pireps/{pirep['id']}", pilot, headers=headers)
+        assert status == 200
+        assert body["id"] == pirep["id"]
+        assert asked == [fresh]

@@ -28,6 +28,7 @@ class CheckpointListener:
         self._s = schema_identifier(schema)
         self._channel = channel
         self._known = 0
+        self._generation = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._connection: Connection | None = None
         self._reconnect: asyncio.Task[None] | None = None
@@ -37,6 +38,13 @@ class CheckpointListener:
     def known(self) -> int:
         """The highest checkpoint seen; never ahead of what is committed."""
         return self._known
+
+    @property
+    def generation(self) -> int | None:
+        """Counts every notification and (re)connection, whatever sequence they carry (a
+        rebuild's schema swap notifies the same sequence); ``None`` while disconnected, when
+        changes could go unseen."""
+        return self._generation if self.connected else None
 
     @property
     def connected(self) -> bool:
@@ -87,9 +95,11 @@ class CheckpointListener:
             raise
         connection.add_termination_listener(self._on_terminated)
         self._connection = connection
+        self._generation += 1
         self._advance(int(current))
 
     def _on_notify(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        self._generation += 1
         with contextlib.suppress(ValueError):
             self._advance(int(payload))
 

@@ -39,6 +39,7 @@ from albatross.adapters.postgres.migrations import (
     schema_identifier,
 )
 from albatross.adapters.postgres.pool import Pool, create_pool
+from albatross.adapters.postgres.read_cache import ReadCache
 from albatross.adapters.postgres.tables import API_KEYS, PIREPS, TENANTS, USERS, Table
 from albatross.application.principal import Principal
 from albatross.application.views import ApiKeyView, PirepView, TenantView, UserView
@@ -97,18 +98,23 @@ class PostgresReadModels:
     """Implements :class:`~albatross.ports.ReadModels` over the live read-model schema."""
 
     def __init__(self, pool: Pool, listener: CheckpointListener, *,
-                 schema: str = READ_MODEL_SCHEMA, owns_pool: bool = False) -> None:
+                 schema: str = READ_MODEL_SCHEMA, owns_pool: bool = False,
+                 pirep_cache_seconds: float = 0.0) -> None:
         self._pool = pool
         self._listener = listener
         self._s = schema_identifier(schema)
         self._owns_pool = owns_pool
+        self._pireps: ReadCache[PirepView | None] = ReadCache(max_age=pirep_cache_seconds)
+        self._get_pirep_sql: dict[bool, str] = {}
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str = READ_MODEL_SCHEMA, min_size: int = 1,
-                   max_size: int = 10) -> PostgresReadModels:
+                   max_size: int = 10, pirep_cache_seconds: float = 0.0) -> PostgresReadModels:
         """A pool and a checkpoint listener of its own; :meth:`close` releases both.
 
         Both run as :data:`READER_ROLE` (the login user switches to it at connection start).
+        ``pirep_cache_seconds`` > 0 answers :meth:`get_pirep` from memory while no projected
+        commit has been notified since (:mod:`~albatross.adapters.postgres.read_cache`).
         """
         pool = await create_read_pool(dsn, min_size=min_size, max_size=max_size)
         try:
@@ -118,7 +124,8 @@ class PostgresReadModels:
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, listener, schema=schema, owns_pool=True)
+        return cls(pool, listener, schema=schema, owns_pool=True,
+                   pirep_cache_seconds=pirep_cache_seconds)
 
     async def close(self) -> None:
         await self._listener.stop()
@@ -198,14 +205,29 @@ class PostgresReadModels:
 
     # PIREPs -------------------------------------------------------------------------------
 
-    async def get_pirep(self, principal: Principal, pirep_id: str) -> PirepView | None:
+    async def get_pirep(self, principal: Principal, pirep_id: str, *,
+                        fresh: bool = False) -> PirepView | None:
+        # The answer depends on the principal only through the scope _Query declares.
+        admin = principal.is_platform_admin
+        key = (admin, None if admin else principal.tenant_id, pirep_id)
+        generation = self._listener.generation if self._pireps.enabled else None
+        if generation is not None and not fresh:
+            hit, cached = self._pireps.get(generation, key)
+            if hit:
+                return cached
         query = _Query(principal)
         query.eq("id", pirep_id)
         _scope_tenant(query, principal, "tenant_id")
-        row = await self._pool.fetchrow(_scoped(
-            self._s, f"SELECT {PIREPS.select_list()} FROM {self._s}.pireps "  # noqa: S608
-                     f"WHERE {query.clause()}"), *query.args)
-        return None if row is None else PirepView(**dict(row))
+        sql = self._get_pirep_sql.get(admin)
+        if sql is None:
+            sql = self._get_pirep_sql[admin] = _scoped(
+                self._s, f"SELECT {PIREPS.select_list()} FROM {self._s}.pireps "  # noqa: S608
+                         f"WHERE {query.clause()}")
+        row = await self._pool.fetchrow(sql, *query.args)
+        pirep = None if row is None else PirepView(**dict(row))
+        if generation is not None:
+            self._pireps.put(generation, key, pirep)
+        return pirep
 
     async def list_pireps(self, principal: Principal, *, status: PirepStatus | None,
                           pilot_id: str | None, tenant_id: str | None, limit: int,

@@ -67,9 +67,16 @@ async def list_pireps(request: web.Request) -> web.Response:
     return json_response(PirepPage(items=page.items, next_cursor=page.next_cursor))
 
 
+def _no_cache(request: web.Request) -> bool:
+    """RFC 9111: a request's ``no-cache`` (or ``Pragma: no-cache``) forbids a stored answer."""
+    directives = request.headers.get("Cache-Control", "") + "," + request.headers.get(
+        "Pragma", "")
+    return "no-cache" in directives.lower()
+
+
 async def get_pirep(request: web.Request) -> web.Response:
-    pirep = await request.app[DEPS].read_models.get_pirep(request[PRINCIPAL],
-                                                         request.match_info["pirep_id"])
+    pirep = await request.app[DEPS].read_models.get_pirep(
+        request[PRINCIPAL], request.match_info["pirep_id"], fresh=_no_cache(request))
     if pirep is None:
         raise ApiError("not_found", "no such PIREP")
     return json_response(pirep, headers={"ETag": _etag(pirep.version)})

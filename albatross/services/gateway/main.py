@@ -38,7 +38,8 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
     try:
         read_models = await connect_dependency(
             "PostgreSQL", PostgresReadModels.open(
-                settings.database_url, max_size=settings.gateway_pool_size),
+                settings.database_url, max_size=settings.gateway_pool_size,
+                pirep_cache_seconds=settings.pirep_cache_ms / 1000),
             timeout=15)
     except BaseException:
         await nc.close()
