@@ -20,7 +20,7 @@ import platform
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,8 +57,9 @@ def _proc_cpu(pid: int) -> tuple[float, int]:
     return sum(int(f) for f in fields[11:15]) / _TICK, int(fields[1])
 
 
-def cpu_by_role(roots: dict[str, int]) -> dict[str, float]:
-    """CPU seconds used so far by each root process and all its descendants (Linux /proc)."""
+def cpu_by_role(roots: Mapping[str, int | Sequence[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each role's root processes (one pid or several, e.g. the
+    gateway's processes) and all their descendants (Linux /proc)."""
     table: dict[int, tuple[float, int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -68,7 +69,8 @@ def cpu_by_role(roots: dict[str, int]) -> dict[str, float]:
         return table.get(pid, (0.0, 0))[0] + sum(tree(child) for child, (_, parent)
                                                 in table.items() if parent == pid)
 
-    return {role: tree(pid) for role, pid in roots.items()}
+    return {role: sum(tree(pid) for pid in ((pids,) if isinstance(pids, int) else pids))
+            for role, pids in roots.items()}
 
 
 # Statistics ---------------------------------------------------------------------------------

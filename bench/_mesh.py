@@ -91,7 +91,7 @@ class Mesh:
         self.http_port, self.projector_port, self.notifier_port = (free_port(), free_port(),
                                                                    free_port())
         self.base = f"http://127.0.0.1:{self.http_port}"
-        self.pids: dict[str, int] = {}
+        self.pids: dict[str, tuple[int, ...]] = {}
         self._up: asyncio.subprocess.Process | None = None
         self._started: list[NatsServer | PostgresServer] = []
 
@@ -136,17 +136,18 @@ class Mesh:
                         raise RuntimeError(f"{url} never became ready: {self.log_tail()}")
                     await asyncio.sleep(0.25)
 
-    def _service_pids(self) -> dict[str, int]:
+    def _service_pids(self) -> dict[str, tuple[int, ...]]:
+        """Each service's processes (the gateway may run several on its port)."""
         assert self._up is not None
-        found: dict[str, int] = {}
-        for pid, cmdline in _children(self._up.pid).items():
+        found: dict[str, list[int]] = {}
+        for pid, cmdline in sorted(_children(self._up.pid).items()):
             for name in SERVICES:
                 if f"albatross.services.{name}.main" in cmdline:
-                    found[name] = pid
+                    found.setdefault(name, []).append(pid)
         missing = set(SERVICES) - set(found)
         if missing:
             raise RuntimeError(f"albatross up runs no {sorted(missing)}")
-        return found
+        return {name: tuple(pids) for name, pids in found.items()}
 
     def restarts_seen(self) -> bool:
         """True when a service's pid changed (the supervisor restarted it): figures suspect."""
@@ -155,15 +156,17 @@ class Mesh:
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by each service, nats-server and PostgreSQL (with its
         workers and autovacuum)."""
-        roots = dict(self.pids)
+        roots: dict[str, int | tuple[int, ...]] = dict(self.pids)
         for name, server in (("nats-server", self.nats), ("postgres", self.pg)):
             if server.pid is not None:
                 roots[name] = server.pid
         return common.cpu_by_role(roots)
 
     def memory_kib(self) -> dict[str, dict[str, int]]:
-        return {name: {"rss_kib": proc_status_kib(pid), "hwm_kib": proc_status_kib(pid, "VmHWM")}
-                for name, pid in self.pids.items()}
+        """Each service's resident memory, summed over its processes."""
+        return {name: {"rss_kib": sum(proc_status_kib(pid) for pid in pids),
+                       "hwm_kib": sum(proc_status_kib(pid, "VmHWM") for pid in pids)}
+                for name, pids in self.pids.items()}
 
     def log_tail(self, lines: int = 12) -> str:
         path = self.root / "up.err.log"

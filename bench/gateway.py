@@ -3,11 +3,14 @@
     .venv/bin/python bench/gateway.py [--seconds 8] [--clients 64]
 
 Starts embedded nats-server and PostgreSQL (or uses ALBATROSS_NATS_URL/ALBATROSS_DATABASE_URL),
-runs bootstrap, then the gateway and the projector as separate processes. Every load runs in a
-separate process with ``--clients`` concurrent clients, API-key auth for the gateway; every HTTP
-load, baseline or not, goes through the same lean keep-alive client (``bench/_http.py``):
+runs bootstrap, then the gateway (as many processes on its port as ``albatross up`` would run
+here, their pools together the SELECT baseline's size) and the projector as separate
+processes. Every load runs in a separate process with ``--clients`` concurrent clients, API-key
+auth for the gateway; every HTTP load, baseline or not, goes through the same lean keep-alive
+client (``bench/_http.py``):
 
-* ``POST /api/pireps`` and ``GET /api/pireps/{id}`` at full speed;
+* ``POST /api/pireps`` and ``GET /api/pireps/{id}`` at full speed, the GET also past the
+  gateway's PIREP cache (``Cache-Control: no-cache``: every request queries PostgreSQL);
 * baselines, same concurrency, same run: a minimal aiohttp JSON endpoint (uvloop), raw nats-py
   ``js.publish`` to a file stream like the event store's, raw asyncpg primary-key SELECTs with
   the gateway's pool size (16);
@@ -252,6 +255,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
     from albatross.infra.nats_server import NatsServer
     from albatross.infra.postgres_server import PostgresServer
     from albatross.services.bootstrap.main import bootstrap
+    from albatross.services.up import gateway_services
 
     work = Path(tempfile.mkdtemp(prefix="albatross-bench-"))
     servers: list[Any] = []
@@ -277,19 +281,25 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
         await bootstrap(Settings.from_env(env), hasher=cheap)
         cheap.close()
         port, projector_port, hello_port = free_port(), free_port(), free_port()
-        for module, extra in (("albatross.services.projector.main",
-                               {"ALBATROSS_PROJECTOR_PORT": str(projector_port)}),
-                              ("albatross.services.gateway.main",
-                               {"ALBATROSS_HTTP_PORT": str(port)})):
-            # With --cprofile the gateway runs under cProfile (written when it stops); it
-            # doubles the gateway's CPU, so py-spy's profiles are taken without it.
-            profiled = (["-m", "cProfile", "-o", cprofile]
-                        if cprofile and module.endswith("gateway.main") else [])
-            children.append(await asyncio.create_subprocess_exec(
-                sys.executable, *profiled, "-m", module, env={**os.environ, **env, **extra},
-                stdout=asyncio.subprocess.DEVNULL))
+        children.append(await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "albatross.services.projector.main",
+            env={**os.environ, **env, "ALBATROSS_PROJECTOR_PORT": str(projector_port)},
+            stdout=asyncio.subprocess.DEVNULL))
         children.append(await asyncio.create_subprocess_exec(
             sys.executable, str(HERE), "hello", str(hello_port)))
+        # The gateway as `albatross up` runs it: as many processes on the port as it would
+        # start here, their pools together the size of the SELECT baseline's.
+        gateways = gateway_services(Settings.from_env(os.environ).gateway_processes,
+                                    work / "gateway-metrics")
+        for spec in gateways:
+            # With --cprofile the gateway runs under cProfile (written when it stops); it
+            # doubles the gateway's CPU, so py-spy's profiles are taken without it.
+            profiled = ["-m", "cProfile", "-o", f"{cprofile}.{spec.name}"] if cprofile else []
+            children.append(await asyncio.create_subprocess_exec(
+                spec.command[0], *profiled, *spec.command[1:],
+                env={**os.environ, **env, **spec.env, "ALBATROSS_HTTP_PORT": str(port),
+                     "ALBATROSS_GATEWAY_POOL_SIZE": str(max(1, PG_POOL // len(gateways)))},
+                stdout=asyncio.subprocess.DEVNULL))
         base = f"http://127.0.0.1:{port}"
         await wait_ready(f"{base}/readyz")
         await wait_ready(f"http://127.0.0.1:{projector_port}/readyz")
@@ -320,19 +330,21 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
                                 headers={**auth, "Albatross-Min-Sequence":
                                          headers["Albatross-Sequence"]})
         common = {"seconds": seconds, "clients": clients}
-        roots = {"gateway": children[1].pid, "projector": children[0].pid,
-                 "hello": children[2].pid,
+        roots: dict[str, int | tuple[int, ...]] = {
+            "gateway": tuple(child.pid for child in children[2:]), "projector": children[0].pid,
+            "hello": children[1].pid,
                  **{type(s).__name__: s.pid for s in servers if s.pid is not None}}
 
         async def measured(mode: str, spec: dict[str, Any]) -> dict[str, Any]:
             """One load plus the CPU each process spent on it, in ms per request."""
             before = _common().cpu_by_role(roots)
+            profiled = {"gateway": children[2].pid, "projector": children[0].pid}
             spies = [await asyncio.create_subprocess_exec(
-                py_spy(), "record", "--pid", str(roots[role]), "--duration",
+                py_spy(), "record", "--pid", str(pid), "--duration",
                 str(int(spec["seconds"])), "--rate", "250", "--format", "raw", "--output",
                 str(Path(profile_dir) / f"{spec['name']}-{role}.txt"), "--nonblocking",
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-                for role in ("gateway", "projector") if profile_dir and "name" in spec]
+                for role, pid in profiled.items() if profile_dir and "name" in spec]
             figure = await run_child(mode, spec)
             for spy in spies:
                 await spy.wait()
@@ -343,7 +355,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
                 "loadgen": round(figure.pop("loadgen_cpu_s") * 1000 / done, 3)}
             return figure
 
-        figures: dict[str, Any] = {}
+        figures: dict[str, Any] = {"gateway_processes": len(gateways)}
         projector = children[0]
 
         def want(name: str) -> bool:
@@ -377,6 +389,12 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
             figures["get_pirep"] = await measured("http", {
                 **common, "name": "get_pirep", "method": "GET",
                 "url": f"{base}/api/pireps/{created['id']}", "headers": auth})
+        if want("get_pirep_uncached"):
+            # The same read past the gateway's PIREP cache: every request queries PostgreSQL.
+            figures["get_pirep_uncached"] = await measured("http", {
+                **common, "name": "get_pirep_uncached", "method": "GET",
+                "url": f"{base}/api/pireps/{created['id']}",
+                "headers": {**auth, "Cache-Control": "no-cache"}})
         if want("hello_half") and "hello" in figures:
             figures["hello_half"] = await run_child("http", {
                 **common, "method": "GET", "url": hello_url,
@@ -423,6 +441,11 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
                  ("hello", "pg_select"), "rate", ">=", 0.5)
     ratio_target("post_p99_at_half_rate_vs_hello_p99", "post_pireps_half", ("hello_half",),
                  "p99_ms", "<=", 4.0)
+    uncached = figures.get("get_pirep_uncached")
+    if uncached is not None and "hello" in figures and "pg_select" in figures:
+        # Information, not a target: the read path when every request queries PostgreSQL.
+        uncached["vs_slower_of_hello_and_select"] = common.ratio(
+            uncached["rate"], min(figures["hello"]["rate"], figures["pg_select"]["rate"]))
     ratio_target(f"me_p99_during_{login_count}_logins_vs_idle", "me_during_logins", ("me_idle",),
                  "p99_ms", "<=", 3.0)
     baseline_names = ("hello", "js_publish", "pg_select", "hello_half")
@@ -480,7 +503,8 @@ def main() -> None:
                              "(call counts; it doubles the gateway's CPU)")
     parser.add_argument("--only", metavar="LOADS",
                         help="comma-separated loads to run (hello, js_publish, pg_select, "
-                             "post_pireps, post_pireps_half, get_pirep, hello_half, me); "
+                             "post_pireps, post_pireps_half, get_pirep, get_pirep_uncached, "
+                             "hello_half, me); "
                              "targets whose figures are missing are left out")
     args = parser.parse_args()
     if args.quick:
