@@ -44,6 +44,10 @@ def _path(raw: str) -> Path:
     return Path(raw)
 
 
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw else None
+
+
 def _bool(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -99,6 +103,10 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "How many gateway processes `albatross up` runs on the one HTTP port. `0`: "
                 "one per CPU the machine lets it use, at most 4 (one gateway process is "
                 "single-threaded Python)."),
+    SettingSpec("hashing_slots_dir", "ALBATROSS_HASHING_SLOTS_DIR", "", _optional_path,
+                "A directory whose lock files bound argon2 hashing across the processes that "
+                "share it: one hash per two CPUs at once among all of them. `albatross up` sets "
+                "it when it runs several gateway processes. Empty: each process bounds its own."),
     SettingSpec("gateway_pool_size", "ALBATROSS_GATEWAY_POOL_SIZE", "16", _int_in(1, 1000),
                 "PostgreSQL connections in each gateway process's read pool."),
     SettingSpec("pirep_cache_ms", "ALBATROSS_PIREP_CACHE_MS", "1000", _int_in(0, 60_000),
@@ -150,6 +158,7 @@ class Settings:
     http_port: int
     http_reuse_port: bool
     gateway_processes: int
+    hashing_slots_dir: Path | None
     gateway_pool_size: int
     pirep_cache_ms: int
     http_header_timeout: int

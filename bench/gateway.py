@@ -289,8 +289,7 @@ async def orchestrate(seconds: float, clients: int, profile_dir: str | None = No
             sys.executable, str(HERE), "hello", str(hello_port)))
         # The gateway as `albatross up` runs it: as many processes on the port as it would
         # start here, their pools together the size of the SELECT baseline's.
-        gateways = gateway_services(Settings.from_env(os.environ).gateway_processes,
-                                    work / "gateway-metrics")
+        gateways = gateway_services(Settings.from_env(os.environ).gateway_processes, work)
         for spec in gateways:
             # With --cprofile the gateway runs under cProfile (written when it stops); it
             # doubles the gateway's CPU, so py-spy's profiles are taken without it.

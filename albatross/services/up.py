@@ -106,21 +106,24 @@ def gateway_process_count(configured: int, usable_cpus: int | None = None) -> in
     return max(1, min(usable_cpus, MAX_AUTO_GATEWAY_PROCESSES))
 
 
-def gateway_services(configured: int, metrics_dir: Path, *,
+def gateway_services(configured: int, state_dir: Path, *,
                      usable_cpus: int | None = None) -> list[ServiceSpec]:
     """The gateway's processes: ``gateway`` alone, or ``gateway-1``... sharing the HTTP port.
 
-    Several processes count their metrics together in ``metrics_dir`` (emptied here: an
-    earlier run's counts must not be added in), so that ``/metrics`` answers the same
-    whichever process takes the scrape.
+    Several processes count their metrics together in ``state_dir/gateway-metrics`` (emptied
+    here: an earlier run's counts must not be added in), so that ``/metrics`` answers the same
+    whichever process takes the scrape, and share the bound on concurrent password hashes
+    through the lock files in ``state_dir/hashing-slots``.
     """
     count = gateway_process_count(configured, usable_cpus)
     if count == 1:
         return [ServiceSpec.for_module("gateway", GATEWAY_MODULE)]
+    metrics_dir = state_dir / "gateway-metrics"
     metrics_dir.mkdir(parents=True, exist_ok=True)
     for stale in metrics_dir.glob("*.db"):
         stale.unlink()
-    shared = {"ALBATROSS_HTTP_REUSE_PORT": "true", MULTIPROCESS_METRICS_ENV: str(metrics_dir)}
+    shared = {"ALBATROSS_HTTP_REUSE_PORT": "true", MULTIPROCESS_METRICS_ENV: str(metrics_dir),
+              "ALBATROSS_HASHING_SLOTS_DIR": str(state_dir / "hashing-slots")}
     return [ServiceSpec.for_module(f"gateway-{n}", GATEWAY_MODULE, shared)
             for n in range(1, count + 1)]
 
@@ -411,8 +414,7 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
             raise StartupError(f"cannot start NATS/PostgreSQL: {type(exc).__name__}: "
                                f"{exc}") from exc
         specs = list(services) if services is not None else default_services(
-            gateways=gateway_services(settings.gateway_processes,
-                                      settings.data_dir / "gateway-metrics"))
+            gateways=gateway_services(settings.gateway_processes, settings.data_dir))
         supervisor = Supervisor(specs, env=child_environment(environ, servers), log=log,
                                 backoff=backoff, stop_timeout=stop_timeout, stdout=stdout,
                                 stderr=stderr)

@@ -122,7 +122,7 @@ async def test_two_gateways_share_one_port_and_each_scrape_counts_both(
     finally:
         hasher.close()
     port = free_port()
-    specs = gateway_services(2, tmp_path / "metrics")
+    specs = gateway_services(2, tmp_path)
     processes = [await asyncio.create_subprocess_exec(
         *spec.command, env={**os.environ, **env, **spec.env, "ALBATROSS_HTTP_PORT": str(port)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
@@ -140,7 +140,7 @@ async def test_two_gateways_share_one_port_and_each_scrape_counts_both(
             async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as response:
                 assert response.status == 200
         assert all(p.returncode is None for p in processes)
-        written = {path.name for path in (tmp_path / "metrics").iterdir()}
+        written = {path.name for path in (tmp_path / "gateway-metrics").iterdir()}
         assert {f"counter_{p.pid}.db" for p in processes} <= written
         for _ in range(6):
             async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as response:

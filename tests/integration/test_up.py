@@ -312,22 +312,23 @@ def test_public_url_shows_a_reachable_address() -> None:
 
 
 def test_one_gateway_process_is_the_plain_gateway(tmp_path: Path) -> None:
-    specs = gateway_services(1, tmp_path / "metrics")
+    specs = gateway_services(1, tmp_path)
     assert [(spec.name, spec.command[1:], dict(spec.env)) for spec in specs] == [
         ("gateway", ("-m", "albatross.services.gateway.main"), {})]
-    assert not (tmp_path / "metrics").exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_several_gateway_processes_share_the_port_and_their_metrics(tmp_path: Path) -> None:
-    metrics = tmp_path / "metrics"
+    metrics = tmp_path / "gateway-metrics"
     metrics.mkdir()
     (metrics / "counter_123.db").write_bytes(b"an earlier run's counts")
-    specs = gateway_services(3, metrics)
+    specs = gateway_services(3, tmp_path)
     assert [spec.name for spec in specs] == ["gateway-1", "gateway-2", "gateway-3"]
     for spec in specs:
         assert spec.command[1:] == ("-m", "albatross.services.gateway.main")
         assert spec.env == {"ALBATROSS_HTTP_REUSE_PORT": "true",
-                            "PROMETHEUS_MULTIPROC_DIR": str(metrics)}
+                            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+                            "ALBATROSS_HASHING_SLOTS_DIR": str(tmp_path / "hashing-slots")}
     assert list(metrics.iterdir()) == []
     services = default_services(("gateway", "projector"), gateways=specs)
     assert [spec.name for spec in services] == ["gateway-1", "gateway-2", "gateway-3",

@@ -96,6 +96,7 @@ async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadMode
                              session_ttl: timedelta, login_limit_per_address: int = 0,
                              web_dir: Path | None = None, ws_upstream: str | None = None,
                              hasher: PasswordHasher | None = None,
+                             hashing_slots: Path | None = None,
                              clock: Clock | None = None, ids: IdGenerator | None = None,
                              resources: tuple[CleanupContext, ...] = ()) -> GatewayDeps:
     clock = clock or SystemClock()
@@ -104,7 +105,7 @@ async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadMode
     throttles = await JetStreamKeyValue.open(nc, topology.login_throttle_bucket)
     idempotency = await JetStreamKeyValue.open(nc, topology.idempotency_bucket)
     own_hasher = hasher is None
-    the_hasher: PasswordHasher = hasher or Argon2PasswordHasher()
+    the_hasher: PasswordHasher = hasher or Argon2PasswordHasher(shared_slots=hashing_slots)
     window = timedelta(seconds=topology.login_window_seconds)
     address_throttle = (LoginThrottle(throttles, clock, limit=login_limit_per_address,
                                       window=window, namespace="address")

@@ -68,7 +68,8 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
             nc, topology_for(settings), read_models, registry=registry, ops=ops,
             session_ttl=timedelta(seconds=settings.session_ttl_seconds),
             login_limit_per_address=settings.login_limit_per_address,
-            web_dir=settings.web_dir, resources=(closing(close_connections),),
+            web_dir=settings.web_dir, hashing_slots=settings.hashing_slots_dir,
+            resources=(closing(close_connections),),
             ws_upstream=f"http://127.0.0.1:{settings.notifier_port}/api/ws")
     except Exception as exc:
         await close_connections()
