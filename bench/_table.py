@@ -200,6 +200,10 @@ KEY_RESULTS: dict[str, list[tuple[str, str, str]]] = {
     "gateway": [
         ("POST /api/pireps", "results.post_pireps.rate", "/s"),
         ("GET /api/pireps/{id}", "results.get_pirep.rate", "/s"),
+        ("the same GET past the cache", "results.get_pirep_uncached.rate", "/s"),
+        ("its ratio to the slower baseline",
+         "results.get_pirep_uncached.vs_slower_of_hello_and_select", ""),
+        ("gateway processes", "results.gateway_processes", ""),
         ("hello world", "baselines.hello.rate", "/s"),
         ("raw publish", "baselines.js_publish.rate", "/s"),
         ("raw SELECT", "baselines.pg_select.rate", "/s"),
