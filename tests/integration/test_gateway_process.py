@@ -31,15 +31,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServer,
-                                                           database_url: str) -> None:
-    env = {"ALBATROSS_NATS_URL": fresh_nats.url, "ALBATROSS_DATABASE_URL": database_url,
+async def _bootstrapped(nats_url: str, database_url: str) -> dict[str, str]:
+    """The environment of a gateway on a freshly bootstrapped NATS and database."""
+    env = {"ALBATROSS_NATS_URL": nats_url, "ALBATROSS_DATABASE_URL": database_url,
            "ALBATROSS_ADMIN_EMAIL": ADMIN, "ALBATROSS_ADMIN_PASSWORD": PASSWORD}
     hasher = Argon2PasswordHasher(TEST_ONLY_CHEAP)
     try:
         await bootstrap(Settings.from_env(env), out=io.StringIO(), hasher=hasher)
     finally:
         hasher.close()
+    return env
+
+
+async def _ready(http: aiohttp.ClientSession, base: str,
+                 processes: list[asyncio.subprocess.Process]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            async with http.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        assert all(p.returncode is None for p in processes), "a gateway exited early"
+        assert time.monotonic() < deadline, "the gateway never became ready"
+        await asyncio.sleep(0.2)
+
+
+async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServer,
+                                                           database_url: str) -> None:
+    env = await _bootstrapped(fresh_nats.url, database_url)
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "albatross.services.gateway.main",
@@ -48,17 +69,7 @@ async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServe
     base = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with http.get(f"{base}/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert process.returncode is None, "the gateway exited early"
-                assert time.monotonic() < deadline, "the gateway never became ready"
-                await asyncio.sleep(0.2)
+            await _ready(http, base, [process])
             async with http.post(f"{base}/api/auth/login",
                                  json={"email": ADMIN, "password": PASSWORD}) as response:
                 assert response.status == 200
@@ -81,21 +92,6 @@ async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServe
     assert token not in out
 
 
-async def _ready(http: aiohttp.ClientSession, base: str,
-                 processes: list[asyncio.subprocess.Process]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            async with http.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        assert all(p.returncode is None for p in processes), "a gateway exited early"
-        assert time.monotonic() < deadline, "the gateways never became ready"
-        await asyncio.sleep(0.2)
-
-
 async def _listening(process: asyncio.subprocess.Process) -> asyncio.Task[bytes]:
     """Once the process logs that it listens: a task reading the rest of its output (a full
     pipe would block its logging)."""
@@ -114,13 +110,7 @@ def _healthz_count(metrics: str) -> float:
 
 async def test_two_gateways_share_one_port_and_each_scrape_counts_both(
         fresh_nats: NatsServer, database_url: str, tmp_path: Path) -> None:
-    env = {"ALBATROSS_NATS_URL": fresh_nats.url, "ALBATROSS_DATABASE_URL": database_url,
-           "ALBATROSS_ADMIN_EMAIL": ADMIN, "ALBATROSS_ADMIN_PASSWORD": PASSWORD}
-    hasher = Argon2PasswordHasher(TEST_ONLY_CHEAP)
-    try:
-        await bootstrap(Settings.from_env(env), out=io.StringIO(), hasher=hasher)
-    finally:
-        hasher.close()
+    env = await _bootstrapped(fresh_nats.url, database_url)
     port = free_port()
     specs = gateway_services(2, tmp_path)
     processes = [await asyncio.create_subprocess_exec(
