@@ -468,6 +468,10 @@ async def test_openapi_is_valid_3_1_and_lists_every_operation() -> None:
         validate(spec)
         assert spec["openapi"].startswith("3.1")
         assert len([m for p in spec["paths"].values() for m in p]) == 19
+        cache_controlled = [op["operationId"] for path in spec["paths"].values()
+                            for op in path.values()
+                            if any(p["name"] == "Cache-Control" for p in op.get("parameters", []))]
+        assert cache_controlled == ["getPirep"]
         docs = await gw.client.get("/api/docs")
         html = await docs.text()
         assert docs.status == 200

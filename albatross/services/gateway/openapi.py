@@ -72,6 +72,13 @@ def _operation(op: Operation, schema_of: dict[int, Any],
                            "description": "A retry with the same key by the same user within "
                                           "10 min returns the first result",
                            "schema": {"type": "string", "minLength": 1, "maxLength": 255}})
+    if op.cached:
+        parameters.append({"name": "Cache-Control", "in": "header", "required": False,
+                           "description": "`no-cache` reads the read models now instead of the "
+                                          "gateway's copy (kept until the read models change, "
+                                          "1 s at most by default; never older than what "
+                                          "Albatross-Min-Sequence waits for)",
+                           "schema": {"type": "string"}})
     if op.if_match:
         parameters.append({"name": "If-Match", "in": "header", "required": False,
                            "description": 'The PIREP version, e.g. "3" (its ETag)',

@@ -70,6 +70,8 @@ class Operation:
     before_password_change: bool = False
     idempotency_key: bool = False
     if_match: bool = False
+    # Answered from the gateway's memory between changes (ADR 9) unless the client says no-cache.
+    cached: bool = False
 
     @property
     def is_command(self) -> bool:
@@ -138,7 +140,7 @@ OPERATIONS: tuple[Operation, ...] = (
                      Param("tenant_id", "Only this tenant's PIREPs", _STRING), *PAGE),
               errors=_LIST),
     Operation("GET", "/pireps/{pirep_id}", pireps.get_pirep, "getPirep", "One PIREP", "pireps",
-              PirepView, errors=_READ),
+              PirepView, errors=_READ, cached=True),
     Operation("POST", "/pireps/{pirep_id}/review", pireps.review_pirep, "reviewPirep",
               "Accept or reject a pending PIREP", "pireps", PirepView, body=ReviewInput,
               errors=(*_WRITE, "not_found", "invalid_state", "conflict",
