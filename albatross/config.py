@@ -101,8 +101,9 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
                 "it runs more than one gateway process."),
     SettingSpec("gateway_processes", "ALBATROSS_GATEWAY_PROCESSES", "0", _int_in(0, 64),
                 "How many gateway processes `albatross up` runs on the one HTTP port. `0`: "
-                "one per CPU the machine lets it use, at most 4 (one gateway process is "
-                "single-threaded Python)."),
+                "one per two CPUs the machine lets it use, at least 1 and at most 4 (one "
+                "gateway process is single-threaded Python; the rest of the machine is NATS', "
+                "PostgreSQL's and the other services')."),
     SettingSpec("hashing_slots_dir", "ALBATROSS_HASHING_SLOTS_DIR", "", _optional_path,
                 "A directory whose lock files bound argon2 hashing across the processes that "
                 "share it: one hash per two CPUs at once among all of them. `albatross up` sets "

@@ -3,7 +3,7 @@
 Order: embedded (or given) NATS and PostgreSQL, then the bootstrap child to completion, then
 one supervised child per long-running service (gateway, projector, notifier: whichever module
 exists). The gateway may be several children on its one port (``ALBATROSS_GATEWAY_PROCESSES``;
-by default one per CPU, at most 4): a gateway process is single-threaded Python, and the
+by default one per two CPUs, at most 4): a gateway process is single-threaded Python, and the
 kernel spreads connections among them. Children get the environment of ``albatross up``
 plus ``ALBATROSS_NATS_URL`` and ``ALBATROSS_DATABASE_URL`` pointing at the servers.
 
@@ -97,13 +97,18 @@ def default_services(names: Sequence[str] = SERVICE_NAMES, *,
 
 
 def gateway_process_count(configured: int, usable_cpus: int | None = None) -> int:
-    """``configured``, or for ``0`` one per usable CPU, at most 4."""
+    """``configured``, or for ``0`` one per two usable CPUs, at least 1 and at most 4.
+
+    The gateway shares the machine with NATS, PostgreSQL, the projector and the notifier: on
+    two CPUs a second gateway process raised uncached reads by 40% but made commands slower
+    (docs/performance.md, seventh session).
+    """
     if configured > 0:
         return configured
     if usable_cpus is None:
         usable_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
-    return max(1, min(usable_cpus, MAX_AUTO_GATEWAY_PROCESSES))
+    return max(1, min(usable_cpus // 2, MAX_AUTO_GATEWAY_PROCESSES))
 
 
 def gateway_services(configured: int, state_dir: Path, *,

@@ -336,8 +336,9 @@ def test_several_gateway_processes_share_the_port_and_their_metrics(tmp_path: Pa
 
 
 @pytest.mark.parametrize(("configured", "cpus", "expected"),
-                         [(0, 1, 1), (0, 2, 2), (0, 16, 4), (3, 16, 3), (6, 1, 6)])
-def test_gateway_processes_default_to_one_per_cpu_at_most_four(configured: int, cpus: int,
+                         [(0, 1, 1), (0, 2, 1), (0, 3, 1), (0, 4, 2), (0, 6, 3), (0, 16, 4),
+                          (3, 16, 3), (6, 1, 6)])
+def test_gateway_processes_default_to_one_per_two_cpus_from_one_to_four(configured: int, cpus: int,
                                                                expected: int) -> None:
     assert gateway_process_count(configured, cpus) == expected
 

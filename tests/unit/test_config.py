@@ -18,7 +18,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings.nats_url is None
     assert settings.admin_email == "admin@albatross.local"
     assert settings.data_dir == Path(".albatross")
-    assert settings.gateway_processes == 0  # albatross up: one per CPU, at most 4
+    assert settings.gateway_processes == 0  # albatross up: one per two CPUs, 1..4
     assert settings.http_reuse_port is False
     assert settings.gateway_pool_size == 16
     assert settings.pirep_cache_ms == 1000
