@@ -142,3 +142,18 @@ async def test_two_gateways_share_one_port_and_each_scrape_counts_both(
         codes = [await asyncio.wait_for(p.wait(), timeout=10) for p in processes]
         await asyncio.gather(*drains)
     assert codes == [0, 0]
+
+
+async def test_an_unusable_hashing_slots_dir_stops_the_start_with_its_name(
+        tmp_path: Path) -> None:
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a directory")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "albatross.services.gateway.main",
+        env={**os.environ, "ALBATROSS_NATS_URL": "nats://127.0.0.1:1",
+             "ALBATROSS_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none",
+             "ALBATROSS_HASHING_SLOTS_DIR": str(blocker / "slots")},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode != 0
+    assert f"ALBATROSS_HASHING_SLOTS_DIR: cannot use {blocker / 'slots'}" in err.decode()

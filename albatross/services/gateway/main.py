@@ -29,6 +29,12 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
         raise StartupError("ALBATROSS_NATS_URL is required")
     if not settings.database_url:
         raise StartupError("ALBATROSS_DATABASE_URL is required")
+    if settings.hashing_slots_dir is not None:
+        try:
+            settings.hashing_slots_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"ALBATROSS_HASHING_SLOTS_DIR: cannot use "
+                               f"{settings.hashing_slots_dir}: {exc.strerror}") from exc
     from albatross.adapters.postgres.read_models import PostgresReadModels
 
     nc = await connect_dependency(
