@@ -105,7 +105,6 @@ class PostgresReadModels:
         self._s = schema_identifier(schema)
         self._owns_pool = owns_pool
         self._pireps: ReadCache[PirepView | None] = ReadCache(max_age=pirep_cache_seconds)
-        self._get_pirep_sql: dict[bool, str] = {}
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str = READ_MODEL_SCHEMA, min_size: int = 1,
@@ -207,23 +206,19 @@ class PostgresReadModels:
 
     async def get_pirep(self, principal: Principal, pirep_id: str, *,
                         fresh: bool = False) -> PirepView | None:
-        # The answer depends on the principal only through the scope _Query declares.
-        admin = principal.is_platform_admin
-        key = (admin, None if admin else principal.tenant_id, pirep_id)
+        query = _Query(principal)
+        query.eq("id", pirep_id)
+        _scope_tenant(query, principal, "tenant_id")
+        # The statement's arguments (the declared scope and the id) decide its answer.
+        key = tuple(query.args)
         generation = self._listener.generation if self._pireps.enabled else None
         if generation is not None and not fresh:
             hit, cached = self._pireps.get(generation, key)
             if hit:
                 return cached
-        query = _Query(principal)
-        query.eq("id", pirep_id)
-        _scope_tenant(query, principal, "tenant_id")
-        sql = self._get_pirep_sql.get(admin)
-        if sql is None:
-            sql = self._get_pirep_sql[admin] = _scoped(
-                self._s, f"SELECT {PIREPS.select_list()} FROM {self._s}.pireps "  # noqa: S608
-                         f"WHERE {query.clause()}")
-        row = await self._pool.fetchrow(sql, *query.args)
+        row = await self._pool.fetchrow(_scoped(
+            self._s, f"SELECT {PIREPS.select_list()} FROM {self._s}.pireps "  # noqa: S608
+                     f"WHERE {query.clause()}"), *query.args)
         pirep = None if row is None else PirepView(**dict(row))
         if generation is not None:
             self._pireps.put(generation, key, pirep)
