@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import aiohttp
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -197,6 +198,23 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+async def until_ready(base: str, processes: list[asyncio.subprocess.Process],
+                      timeout: float = 30.0) -> None:
+    """Wait until ``{base}/readyz`` answers 200; fails if a process exits first."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with aiohttp.ClientSession() as http:
+        while True:
+            try:
+                async with http.get(f"{base}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert all(p.returncode is None for p in processes), "a process exited early"
+            assert asyncio.get_running_loop().time() < deadline, f"{base} never became ready"
+            await asyncio.sleep(0.1)
 
 
 async def reconnecting_client(server: NatsServer) -> NATS:

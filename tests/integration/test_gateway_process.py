@@ -6,9 +6,7 @@ import asyncio
 import io
 import os
 import signal
-import socket
 import sys
-import time
 from pathlib import Path
 
 import aiohttp
@@ -16,19 +14,15 @@ import pytest
 
 from albatross.adapters.passwords import TEST_ONLY_CHEAP, Argon2PasswordHasher
 from albatross.config import Settings
+from albatross.infra._process import free_port
 from albatross.infra.nats_server import NatsServer
 from albatross.services.bootstrap.main import bootstrap
 from albatross.services.up import gateway_services
+from tests.infra_fixtures import until_ready
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 ADMIN = "ops@albatross.test"
 PASSWORD = "a chosen password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _bootstrapped(nats_url: str, database_url: str) -> dict[str, str]:
@@ -43,21 +37,6 @@ async def _bootstrapped(nats_url: str, database_url: str) -> dict[str, str]:
     return env
 
 
-async def _ready(http: aiohttp.ClientSession, base: str,
-                 processes: list[asyncio.subprocess.Process]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            async with http.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        assert all(p.returncode is None for p in processes), "a gateway exited early"
-        assert time.monotonic() < deadline, "the gateway never became ready"
-        await asyncio.sleep(0.2)
-
-
 async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServer,
                                                            database_url: str) -> None:
     env = await _bootstrapped(fresh_nats.url, database_url)
@@ -68,8 +47,8 @@ async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServe
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
+        await until_ready(base, [process])
         async with aiohttp.ClientSession() as http:
-            await _ready(http, base, [process])
             async with http.post(f"{base}/api/auth/login",
                                  json={"email": ADMIN, "password": PASSWORD}) as response:
                 assert response.status == 200
@@ -123,8 +102,7 @@ async def test_two_gateways_share_one_port_and_each_scrape_counts_both(
         # Each one listening, not just one of them ready.
         drains = list(await asyncio.wait_for(
             asyncio.gather(*(_listening(p) for p in processes)), 30))
-        async with aiohttp.ClientSession() as http:
-            await _ready(http, base, processes)
+        await until_ready(base, processes)
         # A connection per request: the kernel spreads connections, not requests.
         for _ in range(30):
             async with aiohttp.ClientSession() as http, http.get(f"{base}/healthz") as response:

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from albatross.infra._process import free_port
+from tests.infra_fixtures import until_ready
 from tests.integration.test_notifier_revocation import PASSWORD, gateway_services, new_pilot
 from tests.integration.test_notifier_support import connect, connected, open_socket
 
@@ -31,18 +32,8 @@ async def test_notifier_process_serves_and_stops_with_1001_on_sigterm(nats_url: 
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
+        await until_ready(base, [process])
         async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with http.get(f"{base}/readyz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                assert process.returncode is None, "the notifier exited early"
-                assert time.monotonic() < deadline, "the notifier never became ready"
-                await asyncio.sleep(0.1)
             async with http.get(f"{base}/healthz") as response:
                 assert response.status == 200
             client = await connect(f"{base}/api/ws", token)

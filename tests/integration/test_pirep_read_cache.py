@@ -7,10 +7,8 @@ cached answer from a fresh one.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,6 +18,7 @@ from albatross.adapters.postgres.listener import CheckpointListener
 from albatross.adapters.postgres.migrations import READER_ROLE
 from albatross.adapters.postgres.read_models import PostgresReadModels, create_read_pool
 from tests.contract.test_read_models import PostgresHarness, World, review, world
+from tests.infra_fixtures import until
 
 pytestmark = pytest.mark.real
 
@@ -60,13 +59,6 @@ async def cached(database_url: str) -> AsyncIterator[Cached]:
         await harness.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "never happened"
-        await asyncio.sleep(0.02)
-
-
 async def test_an_unchanged_pirep_is_answered_from_memory(cached: Cached) -> None:
     assert await cached.remarks("p-a1", "r-1") is None
     await cached.remarks_behind_its_back("r-1", "changed behind its back")
@@ -93,14 +85,13 @@ async def test_any_notification_empties_it_even_one_that_does_not_advance(
         cached: Cached) -> None:
     assert await cached.remarks("pa", "r-2") is None
     await cached.remarks_behind_its_back("r-2", "rebuilt")
+    before = cached.listener.generation
     # A rebuild's schema swap notifies the sequence the readers already know.
     await cached.harness.connection.execute(
         "SELECT pg_notify($1, $2)", checkpoint_channel(cached.harness.schema),
         str(cached.listener.known))
-
-    async def seen() -> bool:
-        return await cached.remarks("pa", "r-2") == "rebuilt"
-    await eventually(seen)
+    await until(lambda: cached.listener.generation != before, timeout=5)
+    assert await cached.remarks("pa", "r-2") == "rebuilt"
 
 
 async def test_an_answer_is_kept_per_scope_never_shared_across_tenants(cached: Cached) -> None:
@@ -131,8 +122,8 @@ async def test_the_listener_counts_reconnections_as_changes(cached: Cached,
     owner: Any = cached.harness.connection
     await owner.execute("SELECT pg_terminate_backend($1)", listening.get_server_pid())
 
-    async def reconnected() -> bool:
+    def reconnected() -> bool:
         generation = cached.listener.generation
         return generation is not None and before is not None and generation > before
-    await eventually(reconnected)
+    await until(reconnected, timeout=5)
     assert await cached.remarks("p-a1", "r-1") == "during the outage"
