@@ -19,6 +19,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import ServiceUnavailableError
 
 from albatross.adapters.codec import EventCodec
 from albatross.domain.aggregates import default_registry
@@ -51,8 +52,9 @@ async def messages(nc: NATS, stream: str, subject: str,
                    timeout: float = CONVERGE_TIMEOUT) -> list[nats.aio.msg.Msg]:
     """Every message on ``subject`` in ``stream``, oldest first.
 
-    A read that stalls is retried with a new consumer: right after a node's restart a
-    consumer may be placed on that node while its replica of the stream still catches up.
+    A read that stalls, or that the cluster answers 503 (no leader for the new consumer yet),
+    is retried with a new consumer until ``timeout``: right after a node's restart a consumer
+    may be placed on that node while its replica of the stream still catches up.
     """
     js = nc.jetstream(timeout=10)
     deadline = time.monotonic() + timeout
@@ -63,9 +65,10 @@ async def messages(nc: NATS, stream: str, subject: str,
             return []
         try:
             return await _read(js, subject, stream, total)
-        except nats.errors.TimeoutError:
+        except (nats.errors.TimeoutError, ServiceUnavailableError):
             if time.monotonic() > deadline:
                 raise
+            await asyncio.sleep(0.5)
 
 
 async def _read(js: JetStreamContext, subject: str, stream: str,
