@@ -110,6 +110,7 @@ async def load_http(spec: dict[str, Any]) -> dict[str, Any]:
     request = pool.prepare(spec["method"], url.path, body, headers)
     stats: list[float] = []
     errors = [0]
+    await pool.open()
     # Loads started together begin together, once every process is up (a Python start-up
     # costs ~0.4 s of CPU: sixteen of them would otherwise be measured as load).
     delay = spec.get("start_at", 0.0) - time.time()

@@ -63,6 +63,35 @@ async def test_answers_come_back_to_their_requests_over_reused_connections(
         await pool.close()
 
 
+async def test_open_connects_every_connection_before_the_first_request() -> None:
+    accepted = 0
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = HttpPool(f"http://127.0.0.1:{port}", 3)
+    try:
+        await pool.open()
+        await asyncio.sleep(0.1)
+        assert accepted == 3  # connected before any request was sent
+        get = pool.prepare("GET", "/", None, {})
+        assert await asyncio.gather(*(pool.send(get) for _ in range(9))) == [(200, b"ok")] * 9
+        assert accepted == 3  # and the requests went over those connections
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_connection_the_server_closes_is_replaced(
         server: tuple[TestServer, list[str]]) -> None:
     test_server, _ = server
