@@ -355,10 +355,12 @@ def sustainable(step: dict[str, Any]) -> bool:
 
 
 class Runner:
-    def __init__(self, base: str, api_key: str, nats_url: str | None = None) -> None:
+    def __init__(self, base: str, api_key: str, nats_url: str | None = None,
+                 mesh: mesh_mod.Mesh | None = None) -> None:
         self.base = base
         self.api_key = api_key
         self.nats_url = nats_url  # None: no stage breakdown (the baseline stores no PIREPs)
+        self.mesh = mesh  # None: no CPU per process (the baseline is one process)
         self.count = 0
 
     async def step(self, rate: float, seconds: float, label: str) -> dict[str, Any]:
@@ -367,14 +369,26 @@ class Runner:
                 "ws_url": f"{self.base.replace('http', 'ws', 1)}/api/ws",
                 "api_key": self.api_key, "rate": rate, "seconds": seconds,
                 "prefix": f"s{self.count}-", "nats_url": self.nats_url}
+        cpu_before = self.mesh.cpu_seconds() if self.mesh is not None else {}
         result = await mesh_mod.run_child(HERE, "load", spec,
                                           timeout=seconds * 20 + DRAIN_TIMEOUT + 120)
+        if self.mesh is not None and result["posted"]:
+            # Where a command's CPU goes, across every server process; the load process's
+            # own is client_cpu_s.
+            cpu_after = self.mesh.cpu_seconds()
+            result["cpu_ms_per_command"] = {
+                role: round((cpu_after[role] - cpu_before.get(role, 0.0)) * 1000
+                            / result["posted"], 3)
+                for role in cpu_after}
         e2e = result["e2e"]
         common.progress(f"{label}: {rate:g}/s for {seconds:g} s: e2e p50 {e2e['p50_ms']} ms, "
                         f"p99 {e2e['p99_ms']} ms, p999 {e2e['p999_ms']} ms; "
                         f"{result['changes_received']}/{result['changes_expected']} changes, "
                         f"{result['errors']} errors -> "
                         f"{'sustainable' if sustainable(result) else 'NOT sustainable'}")
+        if "cpu_ms_per_command" in result:
+            common.progress("  CPU ms per command: " + "; ".join(
+                f"{role} {ms}" for role, ms in result["cpu_ms_per_command"].items()))
         if "stages" in result:
             common.progress("  stages p50 / p99 ms: " + "; ".join(
                 f"{name} {part['p50_ms']} / {part['p99_ms']}"
@@ -429,7 +443,7 @@ async def orchestrate(cfg: Config) -> None:
                                         expect=201, json={"name": "E2E Air", "icao": "EEB"})
             _, api_key = await mesh_mod.pilot_with_key(http, mesh, token, tenant["id"],
                                                        "e2e-pilot@albatross.test")
-        run = Runner(mesh.base, api_key, mesh.nats.url)
+        run = Runner(mesh.base, api_key, mesh.nats.url, mesh)
         await run.step(50, 1.0 if cfg.quick else 3.0, "warm-up")
         at_100 = await run.step(100, cfg.seconds, "fixed")
         at_500 = await run.step(TARGET_RATE, cfg.seconds, "fixed")
