@@ -49,7 +49,13 @@ from albatross.infra._process import free_port, http_get
 from albatross.infra.nats_server import NatsServer
 from albatross.ports import AppendRequest, StreamId
 from albatross.services.projector.metrics import ProjectorMetrics
-from albatross.services.projector.outbox import ATOMIC_FROM, CHUNK, OutboxPublisher
+from albatross.services.projector.outbox import (
+    ATOMIC_FROM,
+    BATCH_HOLDS_DUPLICATE,
+    CHUNK,
+    OutboxPublisher,
+    PublishRefused,
+)
 from albatross.services.projector.rebuild import rebuild, replay
 from albatross.services.projector.runner import Projector
 
@@ -739,6 +745,56 @@ async def _drain(publisher: Any, connection: Any) -> int:
         except Exception:  # what run() does: reconcile, try again
             await publisher.reconcile(connection)
     raise AssertionError("the outbox never drained")
+
+
+class FailsFirstDelete:
+    """Forwards to a connection, but its first ``DELETE`` fails (PostgreSQL went away after
+    the publish): the published rows stay in the outbox."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.failed = False
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        if sql.lstrip().startswith("DELETE") and not self.failed:
+            self.failed = True
+            raise OSError("connection lost")
+        return await self._real.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        return await self._real.fetch(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._real.fetchval(sql, *args)
+
+
+async def test_an_atomic_batch_of_changes_already_stored_is_refused_whole(
+        nc: NATS, dsn: str) -> None:
+    """Rows whose delete was lost go out again: as an atomic batch they are refused whole
+    (10201), nothing is stored twice, and the publisher converges once it reconciles."""
+    connection = await connect(dsn)
+    try:
+        await migrate(connection, "outbox", fresh=True)
+        publisher = outbox_publisher(nc)
+        await add_outbox_rows(connection, [1])
+        assert await publisher.publish_pending(connection) == 1  # starts the chain
+        total = 1 + ATOMIC_FROM + 3
+        await add_outbox_rows(connection, range(2, total + 1))
+        flaky = FailsFirstDelete(connection)
+        with pytest.raises(OSError, match="connection lost"):
+            await publisher.publish_pending(flaky)  # the batch landed, its delete did not
+        assert await connection.fetchval("SELECT count(*) FROM outbox.change_outbox") == total - 1
+        with pytest.raises(PublishRefused) as refused:
+            await publisher.publish_pending(flaky)  # the same rows, as one atomic batch
+        assert refused.value.err_code == BATCH_HOLDS_DUPLICATE
+        assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, total + 1)]
+        assert await _drain(publisher, connection) <= 1
+        assert await connection.fetchval("SELECT count(*) FROM outbox.change_outbox") == 0
+        await add_outbox_rows(connection, [total + 1])
+        assert await publisher.publish_pending(connection) == 1  # the chain holds after it
+    finally:
+        await connection.close()
+    assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, total + 2)]
 
 
 @pytest.mark.parametrize("atomic_allowed", [True, False])
