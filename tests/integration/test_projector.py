@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -595,30 +596,85 @@ async def test_the_batch_preload_reads_by_index_however_many_users_there_are(dsn
         await connection.close()
 
 
-@pytest.mark.parametrize("custom_plans", [True, False])
-async def test_the_applier_connection_plans_each_batch_for_its_own_arrays(
-        dsn: str, custom_plans: bool) -> None:
+_GROW = {
+    "users": "INSERT INTO plans.users (id, email, display_name, role, tenant_id, created_at, "
+             "must_change_password) SELECT '{p}' || g, '{p}' || g || '@x.io', 'U', 'Pilot', "
+             "'t', now(), false FROM generate_series(1, {n}) g",
+    "pireps": "INSERT INTO plans.pireps (id, tenant_id, pilot_id, status, flight_number, "
+              "departure, arrival, block_off_at, block_on_at, flight_time_minutes, source, "
+              "submitted_at, version) SELECT '{p}' || g, 't', 'x1', 'pending', 'X1', 'EGLL', "
+              "'KJFK', now(), now(), 60, 'manual', now(), 1 FROM generate_series(1, {n}) g",
+}
+
+
+def _seq_scans(plan: str) -> set[str]:
+    """The tables an EXPLAIN text reads whole."""
+    return set(re.findall(r"Seq Scan on (\w+)", plan))
+
+
+async def _preload_plan(connection: Any) -> tuple[str, int, int]:
+    """EXPLAIN of the newest preload statement's plan; its generic and custom plan counts."""
+    row = await connection.fetchrow(
+        "SELECT name, generic_plans, custom_plans FROM pg_prepared_statements "
+        "WHERE statement LIKE '%''checkpoint'' AS kind%' "
+        "AND statement NOT LIKE '%pg_prepared_statements%' ORDER BY prepare_time DESC LIMIT 1")
+    plan = "\n".join(r[0] for r in await connection.fetch(
+        f"EXPLAIN EXECUTE {row['name']}('{{p5}}', '{{}}', '{{u7}}', '{{}}')"))
+    return plan, row["generic_plans"], row["custom_plans"]
+
+
+async def test_the_applier_plans_once_and_renews_its_plans_as_the_tables_grow(dsn: str) -> None:
+    """The projector's connection plans each batch statement once (planning both at every
+    batch cost more PostgreSQL CPU than a small batch's work), and the applier renews those
+    plans as it applies events: a plan made on small, analysed tables scans them whole, and
+    PostgreSQL would keep it however large they grow."""
     from albatross.ports import RecordedEvent
 
-    connection = await connect(dsn, custom_plans=custom_plans)
+    def tenant(n: int) -> list[Any]:
+        return [RecordedEvent(n, StreamId("tenant", f"t{n}"), TenantCreated(
+            tenant_id=f"t{n}", name="Air", icao="AAA", iata=None),
+            datetime(2026, 11, 26, tzinfo=UTC), "admin")]
+
+    connection = await connect(dsn, plans="generic")
     try:
         await migrate(connection, "plans", fresh=True)
-        applier = BatchApplier("plans", notify=False)
-        for n in range(1, 11):
-            await applier.apply(connection, [RecordedEvent(n, StreamId("tenant", f"t{n}"),
-                                TenantCreated(tenant_id=f"t{n}", name="Air", icao="AAA",
-                                              iata=None), datetime(2026, 11, 26, tzinfo=UTC),
-                                "admin")])
-        generic = await connection.fetchval(
-            "SELECT coalesce(sum(generic_plans), 0) FROM pg_prepared_statements "
-            "WHERE (statement LIKE '%''checkpoint'' AS kind%' "
-            "OR statement LIKE '%SET last_sequence = $%') "
-            "AND statement NOT LIKE '%pg_prepared_statements%'")
+        for table in ("users", "pireps", "tenants"):
+            # No ANALYZE behind the test's back: it would replan with the grown statistics.
+            await connection.execute(
+                f"ALTER TABLE plans.{table} SET (autovacuum_enabled = false)")
+        for sql in _GROW.values():
+            await connection.execute(sql.format(p="x", n=30))
+        await connection.execute("ANALYZE plans.users, plans.pireps, plans.tenants")
+        applier = BatchApplier("plans", notify=False, replan_from=8)
+        for n in range(1, 8):
+            await applier.apply(connection, tenant(n))
+        for table, sql in _GROW.items():  # as if those batches had brought 20,000 rows
+            await connection.execute(sql.format(p=table[0], n=20000))
+        small, generic, custom = await _preload_plan(connection)
+        assert (generic, custom) == (7, 0)  # one plan, used by every batch
+        assert {"pireps", "users"} <= _seq_scans(small), small
+        await applier.apply(connection, tenant(8))  # the 8th event: new plans from here on
+        await applier.apply(connection, tenant(9))
+        grown, generic, custom = await _preload_plan(connection)
     finally:
         await connection.close()
-    # Without custom plans PostgreSQL settles on a generic plan after five executions, chosen
-    # on the statistics of the moment (tables nearly empty here), and keeps it.
-    assert (generic == 0) is custom_plans
+    assert (generic, custom) == (1, 0)
+    assert not {"pireps", "users"} & _seq_scans(grown), grown
+    assert "pireps_pkey" in grown, grown
+    assert "users_pkey" in grown, grown
+
+
+def test_the_applier_renews_its_plans_each_time_the_events_it_applied_double() -> None:
+    applier = BatchApplier("plans", replan_from=1000)
+    texts = [applier._preload_sql]
+    renewed_at = []
+    for batch in range(1, 41):  # 12,000 events in batches of 300
+        applier._note_applied(300)
+        if applier._preload_sql != texts[-1]:
+            texts.append(applier._preload_sql)
+            renewed_at.append(batch * 300)
+    assert renewed_at == [1200, 2400, 4800, 9600]
+    assert len(set(texts)) == 5
 
 
 async def test_read_model_queries_use_one_generic_plan_from_their_first_execution(

@@ -6,7 +6,7 @@ prepared statements are cached per connection, so the hot read queries are parse
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg  # type: ignore[import-untyped, unused-ignore]
 import msgspec
@@ -26,6 +26,14 @@ SERVER_SETTINGS = {
     "tcp_keepalives_count": "3",
 }
 
+
+PlanMode = Literal["auto", "custom", "generic"]
+"""How a session plans prepared statements: PostgreSQL's own choice (custom plans for a
+statement's first five executions, then a generic one if it looks no worse), a plan for every
+execution, or one plan per statement."""
+
+_PLAN_CACHE_MODE: dict[PlanMode, str | None] = {
+    "auto": None, "custom": "force_custom_plan", "generic": "force_generic_plan"}
 
 _JSONB_VERSION = b"\x01"
 
@@ -59,13 +67,14 @@ async def init_connection(connection: Connection) -> None:
 
 
 def _session_settings(application_name: str, role: str | None,
-                      plan_cache_mode: str | None) -> dict[str, str]:
+                      plans: PlanMode) -> dict[str, str]:
     """What every session of a pool or a dedicated connection starts with."""
     settings = {**SERVER_SETTINGS, "application_name": application_name}
     if role is not None:
         # In the startup packet: the session starts as ``role``, and ``RESET ROLE`` or
         # ``RESET ALL`` come back to it, not to the login user.
         settings["role"] = role
+    plan_cache_mode = _PLAN_CACHE_MODE[plans]
     if plan_cache_mode is not None:
         settings["plan_cache_mode"] = plan_cache_mode
     return settings
@@ -92,8 +101,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
     rows plus a sort (a second per list page on cold pages at 1,000,000 events) where the
     generic plan walks the keyset index and stops at the page's end.
     """
-    settings = _session_settings(application_name, role,
-                                 "force_generic_plan" if generic_plans else None)
+    settings = _session_settings(application_name, role, "generic" if generic_plans else "auto")
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, command_timeout=command_timeout,
         statement_cache_size=STATEMENT_CACHE_SIZE, init=init_connection,
@@ -101,17 +109,16 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10,
 
 
 async def connect(dsn: str, *, timeout: float = 10.0, application_name: str = "albatross",
-                  role: str | None = None, custom_plans: bool = False) -> Connection:
+                  role: str | None = None, plans: PlanMode = "auto") -> Connection:
     """One dedicated connection (leader lock, LISTEN, migrations) with the same codecs.
 
-    ``custom_plans``: plan every execution of a prepared statement for its parameters. For
-    the projector's batch statements, whose arrays and tables keep changing size: a generic
-    plan chosen while the tables were small (and their statistics stale) would keep scanning
-    them whole as they grow (seen: 80 ms instead of 3 ms per batch preload at 9,000 PIREPs).
-    Planning a batch's two statements costs well under a millisecond.
+    ``plans``: see :data:`PlanMode`. The projector's applier plans ``generic``: planning
+    its two batch statements at every execution cost about 0.9 ms of PostgreSQL CPU per
+    batch, more than a small batch's own work; it renews its plans as the tables grow
+    (:class:`albatross.adapters.postgres.applier.BatchApplier`). A rebuild plans ``custom``:
+    its 500-event batches pay for their plans many times over.
     """
-    settings = _session_settings(application_name, role,
-                                 "force_custom_plan" if custom_plans else None)
+    settings = _session_settings(application_name, role, plans)
     connection = await asyncpg.connect(
         dsn, timeout=timeout, statement_cache_size=STATEMENT_CACHE_SIZE,
         server_settings=settings)

@@ -53,7 +53,7 @@ async def acquire(dsn: str, stop: asyncio.Event, retry: float = 0.5) -> Leadersh
             try:
                 if connection is None or connection.is_closed():
                     connection = await connect(dsn, application_name="albatross-projector",
-                                               custom_plans=True)
+                                               plans="generic")
                 if await connection.fetchval("SELECT pg_try_advisory_lock($1, $2)",
                                              *APPLIER_LOCK):
                     leadership, connection = Leadership(connection), None

@@ -193,7 +193,7 @@ async def rebuild(nc: NATS, dsn: str, *, stream: str, progress: Progress | None 
         raise ValueError("a swapped-in rebuild stops at the live checkpoint, not at `until`")
     began = time.monotonic()
     codec = EventCodec(default_registry())
-    connection = await connect(dsn, application_name="albatross-rebuild", custom_plans=True)
+    connection = await connect(dsn, application_name="albatross-rebuild", plans="custom")
     try:
         await migrate(connection, live)  # the live schema must exist to be swapped out
         await migrate(connection, shadow, fresh=True)
