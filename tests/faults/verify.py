@@ -54,16 +54,18 @@ async def messages(nc: NATS, stream: str, subject: str,
 
     A read that stalls, or that the cluster answers 503 (no leader for the new consumer yet),
     is retried with a new consumer until ``timeout``: right after a node's restart a consumer
-    may be placed on that node while its replica of the stream still catches up.
+    may be placed on that node while its replica of the stream still catches up. So is a
+    stream info request that goes unanswered (seen once right after the stream leader's
+    restart, in a fresh-clone CI run).
     """
     js = nc.jetstream(timeout=10)
     deadline = time.monotonic() + timeout
     while True:
-        info = await js.stream_info(stream, subjects_filter=subject)
-        total = sum((info.state.subjects or {}).values())
-        if total == 0:
-            return []
         try:
+            info = await js.stream_info(stream, subjects_filter=subject)
+            total = sum((info.state.subjects or {}).values())
+            if total == 0:
+                return []
             return await _read(js, subject, stream, total)
         except (nats.errors.TimeoutError, ServiceUnavailableError):
             if time.monotonic() > deadline:
