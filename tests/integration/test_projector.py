@@ -576,14 +576,23 @@ async def test_a_batch_whose_checkpoint_moved_meanwhile_writes_nothing(dsn: str)
         await connection.close()
 
 
+# Rows added straight to a read-model table: ``{schema}``, ``{p}`` (id prefix), ``{n}`` rows.
+_GROW = {
+    "users": "INSERT INTO {schema}.users (id, email, display_name, role, tenant_id, created_at, "
+             "must_change_password) SELECT '{p}' || g, '{p}' || g || '@x.io', 'U', 'Pilot', "
+             "'t', now(), false FROM generate_series(1, {n}) g",
+    "pireps": "INSERT INTO {schema}.pireps (id, tenant_id, pilot_id, status, flight_number, "
+              "departure, arrival, block_off_at, block_on_at, flight_time_minutes, source, "
+              "submitted_at, version) SELECT '{p}' || g, 't', 'x1', 'pending', 'X1', 'EGLL', "
+              "'KJFK', now(), now(), 60, 'manual', now(), 1 FROM generate_series(1, {n}) g",
+}
+
+
 async def test_the_batch_preload_reads_by_index_however_many_users_there_are(dsn: str) -> None:
     connection = await connect(dsn)
     try:
         await migrate(connection, "grown", fresh=True)
-        await connection.execute(
-            "INSERT INTO grown.users (id, email, display_name, role, tenant_id, created_at, "
-            "must_change_password) SELECT 'u' || g, 'u' || g || '@x.io', 'U', 'Pilot', 't', "
-            "now(), false FROM generate_series(1, 20000) g")
+        await connection.execute(_GROW["users"].format(schema="grown", p="u", n=20000))
         await connection.execute("ANALYZE grown.users")
         applier = BatchApplier("grown", notify=False)
         plan = "\n".join(row[0] for row in await connection.fetch(
@@ -594,17 +603,6 @@ async def test_the_batch_preload_reads_by_index_however_many_users_there_are(dsn
         assert "users_pkey" in plan, plan
     finally:
         await connection.close()
-
-
-_GROW = {
-    "users": "INSERT INTO plans.users (id, email, display_name, role, tenant_id, created_at, "
-             "must_change_password) SELECT '{p}' || g, '{p}' || g || '@x.io', 'U', 'Pilot', "
-             "'t', now(), false FROM generate_series(1, {n}) g",
-    "pireps": "INSERT INTO plans.pireps (id, tenant_id, pilot_id, status, flight_number, "
-              "departure, arrival, block_off_at, block_on_at, flight_time_minutes, source, "
-              "submitted_at, version) SELECT '{p}' || g, 't', 'x1', 'pending', 'X1', 'EGLL', "
-              "'KJFK', now(), now(), 60, 'manual', now(), 1 FROM generate_series(1, {n}) g",
-}
 
 
 def _seq_scans(plan: str) -> set[str]:
@@ -643,13 +641,13 @@ async def test_the_applier_plans_once_and_renews_its_plans_as_the_tables_grow(ds
             await connection.execute(
                 f"ALTER TABLE plans.{table} SET (autovacuum_enabled = false)")
         for sql in _GROW.values():
-            await connection.execute(sql.format(p="x", n=30))
+            await connection.execute(sql.format(schema="plans", p="x", n=30))
         await connection.execute("ANALYZE plans.users, plans.pireps, plans.tenants")
         applier = BatchApplier("plans", notify=False, replan_from=8)
         for n in range(1, 8):
             await applier.apply(connection, tenant(n))
         for table, sql in _GROW.items():  # as if those batches had brought 20,000 rows
-            await connection.execute(sql.format(p=table[0], n=20000))
+            await connection.execute(sql.format(schema="plans", p=table[0], n=20000))
         small, generic, custom = await _preload_plan(connection)
         assert (generic, custom) == (7, 0)  # one plan, used by every batch
         assert {"pireps", "users"} <= _seq_scans(small), small
