@@ -495,6 +495,75 @@ def test_pirep_list_renders_1000_rows_without_long_tasks(albatross_up: Server, b
 
 
 
+def _wait_until(page: Any, condition: Any, what: str, timeout_s: float = 10.0) -> None:
+    """Waits on the page's event loop (route and socket handlers run meanwhile)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(20)
+
+
+def test_a_change_that_arrives_during_a_list_refresh_stays(albatross_up: Server, browser: Any,
+                                                           screenshots_dir: Path) -> None:
+    """The list refreshes once when the change stream starts (its first page was read before).
+    Here that refresh is held until a live change has been shown: the page that then answers,
+    read before the change, must not take the change away."""
+    from playwright.sync_api import expect
+
+    now = datetime.now(UTC)
+    me = _user("u-me", "Tess Admin", "TenantAdmin")
+    rows = [_pirep(i, now) for i in range(3)]
+    lists: list[Any] = []
+
+    def api(route: Any) -> None:
+        path = route.request.url.split("/api", 1)[1].split("?", 1)[0]
+        if path == "/pireps":
+            lists.append(route)
+            if len(lists) == 1:
+                route.fulfill(json={"items": rows, "next_cursor": None})
+        else:
+            route.fulfill(json=me if path == "/me" else _user(path.rsplit("/", 1)[-1], "Pilot"))
+
+    sockets: list[Any] = []
+    authenticated: list[bool] = []
+
+    def ws(socket: Any) -> None:
+        sockets.append(socket)
+        socket.on_message(lambda message: authenticated.append(
+            json.loads(message).get("type") == "auth"))
+
+    ctx = browser.new_context(viewport=PHONE, base_url=albatross_up.url)
+    session = {"token": "mock-token", "expiresAt": (now + timedelta(hours=1)).isoformat(),
+               "user": me}
+    stored = json.dumps(json.dumps(session))
+    ctx.add_init_script(f"sessionStorage.setItem('albatross.session', {stored});")
+    page = ctx.new_page()
+    page.route(re.compile(r".*/api/(?!ws).*"), api)
+    page.route_web_socket(re.compile(r".*/api/ws$"), ws)
+    try:
+        page.goto("/pireps")
+        expect(page.locator("li.pirep-row")).to_have_count(3)
+        _wait_until(page, lambda: authenticated[:1] == [True], "the socket's auth message")
+        # `ready` only now, so the list was read before the change stream started.
+        sockets[0].send(json.dumps({"type": "ready", "user_id": "u-me", "sequence": 20}))
+        _wait_until(page, lambda: len(lists) == 2, "the list's refresh")
+        live = _pirep(-1, now + timedelta(minutes=5)) | {"id": "0190000000-8000001",
+                                                         "flight_number": "TAVA"}
+        sockets[0].send(json.dumps({"type": "change", "sequence": 21, "entity": "pirep",
+                                    "id": live["id"], "tenant_id": "t1",
+                                    "event": "PirepSubmitted", "data": live}))
+        expect(page.locator("li.pirep-row").first).to_contain_text("TAVA")
+        # The refresh answers with a page read before the change (one row edited meanwhile).
+        edited = [rows[0] | {"flight_number": "TAVR", "version": 2}, *rows[1:]]
+        lists[1].fulfill(json={"items": edited, "next_cursor": None})
+        expect(page.locator("li.pirep-row", has_text="TAVR")).to_have_count(1)
+        expect(page.locator("li.pirep-row")).to_have_count(4)
+        expect(page.locator("li.pirep-row").first).to_contain_text("TAVA")
+        page.screenshot(path=screenshots_dir / "live-change-during-refresh.png")
+    finally:
+        ctx.close()
+
+
 def test_reconnect_resumes_after_the_last_change_seen(albatross_up: Server, browser: Any,
                                                      screenshots_dir: Path) -> None:
     """The real UI bundle against a WebSocket stand-in: a dropped socket (4008) reconnects,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyChange, applyChangeToItem, emptyCollection, mergePage, nextSequence, type Collection } from "./collection";
+import { applyChange, applyChangeToItem, emptyCollection, mergePage, mergePageAfterChanges, nextSequence, type Collection } from "./collection";
 import type { ApiKey, ChangeMessage, Pirep, User } from "./types";
 
 function pirep(id: string, submitted: string, over: Partial<Pirep> = {}): Pirep {
@@ -152,6 +152,37 @@ describe("mergePage", () => {
   it("dedupes within a first page", () => {
     const next = mergePage(list([]), { items: [p2, p2, p1], next_cursor: null }, false);
     expect(next.items.map((p) => p.id)).toEqual(["01B", "01A"]);
+  });
+});
+
+describe("mergePageAfterChanges", () => {
+  it("keeps a live insert that arrived while a refresh was in flight and is not on its page", () => {
+    const live = applyChange(list([p2, p1]), change(21, p3));
+    const next = mergePageAfterChanges(live, { items: [p2, p1], next_cursor: null }, false, [change(21, p3)]);
+    expect(next.items.map((p) => p.id)).toEqual(["01C", "01B", "01A"]);
+    expect(next.sequence).toBe(21);
+  });
+
+  it("applies a change to an item that an appended page brings after the change arrived", () => {
+    const accepted = { ...p1, status: "accepted" as const, version: 2 };
+    const live = applyChange(list([p3], {}, "c1"), change(7, accepted, "PirepAccepted"));
+    expect(live.items.map((p) => p.id)).toEqual(["01C"]); // beyond the loaded window: not inserted
+    const next = mergePageAfterChanges(live, { items: [p2, p1], next_cursor: null }, true, [change(7, accepted, "PirepAccepted")]);
+    expect(next.items.map((p) => [p.id, p.status])).toEqual([["01C", "pending"], ["01B", "pending"], ["01A", "accepted"]]);
+  });
+
+  it("keeps the page's copy when it is newer than the replayed change", () => {
+    const accepted = { ...p2, status: "accepted" as const, version: 2 };
+    const rejected = { ...p2, status: "rejected" as const, version: 3 };
+    const next = mergePageAfterChanges(list([p2]), { items: [rejected], next_cursor: null }, false, [change(4, accepted)]);
+    expect(next.items).toEqual([rejected]);
+  });
+
+  it("removes an item a replayed change took out of the filter", () => {
+    const accepted = { ...p2, status: "accepted" as const, version: 2 };
+    const pending = list([p2, p1], { status: "pending" });
+    const next = mergePageAfterChanges(pending, { items: [p2, p1], next_cursor: null }, false, [change(9, accepted)]);
+    expect(next.items.map((p) => p.id)).toEqual(["01A"]);
   });
 });
 

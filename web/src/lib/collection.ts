@@ -65,6 +65,11 @@ function isStale(current: object, incoming: object): boolean {
 export function applyChange<E extends Entity>(state: Collection<E>, message: ChangeMessage): Collection<E> {
   if (message.entity !== state.entity) return state;
   if (message.sequence <= state.sequence) return state;
+  return { ...changeItems(state, message), sequence: message.sequence };
+}
+
+/** `applyChange` without the sequence check: the items as they are after this change. */
+function changeItems<E extends Entity>(state: Collection<E>, message: ChangeMessage): Collection<E> {
   const incoming = { ...(message.data as object), id: message.id } as EntityMap[E];
   const index = state.items.findIndex((item) => item.id === message.id);
   const matches = matchesFilter(incoming, state.filter);
@@ -87,7 +92,7 @@ export function applyChange<E extends Entity>(state: Collection<E>, message: Cha
       items = [...state.items.slice(0, at), incoming, ...state.items.slice(at)];
     }
   }
-  return { ...state, items, sequence: message.sequence };
+  return items === state.items ? state : { ...state, items };
 }
 
 /** Applies a change to a single resource (a detail view, the signed-in user). */
@@ -129,6 +134,26 @@ export function mergePage<E extends Entity>(
     }
   }
   return { ...state, items, nextCursor: page.next_cursor };
+}
+
+/**
+ * Merges a page that answers a request sent before `changes` arrived, then applies those changes
+ * again. They were applied live already (their sequences are at or below the list's), but the
+ * page may be older than they are: a refresh replaces the items they inserted or changed, and an
+ * appended page can bring an item they changed before it was loaded. Applying a change twice
+ * leaves what applying it once does, so the replay is safe for the items the page did not touch.
+ */
+export function mergePageAfterChanges<E extends Entity>(
+  state: Collection<E>,
+  page: Page<EntityMap[E]>,
+  append: boolean,
+  changes: readonly ChangeMessage[],
+): Collection<E> {
+  let next = mergePage(state, page, append);
+  for (const message of changes) {
+    if (message.entity === next.entity) next = changeItems(next, message);
+  }
+  return next;
 }
 
 function dedupe<T extends { id: string }>(items: T[]): T[] {

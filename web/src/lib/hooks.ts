@@ -3,7 +3,7 @@
 
 import { startTransition, useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
 import { get, query } from "./api";
-import { applyChange, applyChangeToItem, emptyCollection, mergePage, type Collection, type ListFilter } from "./collection";
+import { applyChange, applyChangeToItem, emptyCollection, mergePageAfterChanges, type Collection, type ListFilter } from "./collection";
 import { useChanges, useLive } from "./live";
 import type { ChangeMessage, Entity, EntityMap, Page, User } from "./types";
 
@@ -69,11 +69,7 @@ export function useLiveList<E extends Entity>({ entity, path, filter = {}, match
           // A transition: React renders a long page in slices, so the main thread stays
           // responsive (no long task) while hundreds of rows appear.
           startTransition(() => {
-            setState((s) => {
-              let next = mergePage(s, page, mode === "more");
-              for (const message of pending) next = applyChange(next, message);
-              return next;
-            });
+            setState((s) => mergePageAfterChanges(s, page, mode === "more", pending));
           });
           setError(null);
         },
