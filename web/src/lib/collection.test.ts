@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyChange, applyChangeToItem, emptyCollection, mergePage, mergePageAfterChanges, nextSequence, type Collection } from "./collection";
+import { applyChange, applyChangeToItem, emptyCollection, mergePage, mergePageAfterChanges, nextSequence, resourceAfterRead, type Collection } from "./collection";
 import type { ApiKey, ChangeMessage, Pirep, User } from "./types";
 
 function pirep(id: string, submitted: string, over: Partial<Pirep> = {}): Pirep {
@@ -183,6 +183,31 @@ describe("mergePageAfterChanges", () => {
     const pending = list([p2, p1], { status: "pending" });
     const next = mergePageAfterChanges(pending, { items: [p2, p1], next_cursor: null }, false, [change(9, accepted)]);
     expect(next.items.map((p) => p.id)).toEqual(["01A"]);
+  });
+});
+
+describe("resourceAfterRead", () => {
+  const me = { id: "u1", email: "a@b.c", display_name: "A", role: "Pilot", tenant_id: "t1", created_at: "2026-11-26T10:00:00Z", must_change_password: false, flight_count: 0, flight_minutes: 0 } as User;
+  const accepted: ChangeMessage = { type: "change", sequence: 5, entity: "user", id: "u1", tenant_id: "t1", event: "PirepAccepted", data: { ...me, flight_count: 1, flight_minutes: 75 } };
+
+  it("applies a change that arrived while the read was in flight over the older read", () => {
+    const shown = applyChangeToItem("user", me, accepted);
+    expect(resourceAfterRead("user", shown, me, [accepted])).toMatchObject({ flight_count: 1, flight_minutes: 75 });
+  });
+
+  it("takes the read when nothing arrived meanwhile", () => {
+    const renamed = { ...me, display_name: "B" };
+    expect(resourceAfterRead("user", me, renamed, [])).toBe(renamed);
+  });
+
+  it("ignores changes to other resources", () => {
+    const other = { ...accepted, id: "u2", data: { ...me, id: "u2", flight_count: 9 } };
+    expect(resourceAfterRead("user", null, me, [other])).toBe(me);
+  });
+
+  it("keeps a shown PIREP newer than the read", () => {
+    const newer = { ...p1, status: "accepted" as const, version: 2 };
+    expect(resourceAfterRead("pirep", newer, p1, [])).toBe(newer);
   });
 });
 

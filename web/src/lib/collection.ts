@@ -108,6 +108,22 @@ export function applyChangeToItem<E extends Entity>(
 }
 
 /**
+ * A single resource as read from the API, after the changes that arrived while the read was in
+ * flight (the read may be older than they are). A PIREP read older than the one shown is not
+ * taken.
+ */
+export function resourceAfterRead<E extends Entity>(
+  entity: E,
+  shown: EntityMap[E] | null,
+  read: EntityMap[E],
+  changes: readonly ChangeMessage[],
+): EntityMap[E] {
+  let next = shown && shown.id === read.id && isStale(shown, read) ? shown : read;
+  for (const message of changes) next = applyChangeToItem(entity, next, message) ?? next;
+  return next;
+}
+
+/**
  * Merges a page from `GET ...?cursor=` into a list. `append` adds the page after the loaded
  * items (infinite scroll); otherwise the page replaces them (first load, refresh, new filter).
  * An item already present (a live insert the page also holds) keeps its newer version, once.

@@ -3,7 +3,7 @@
 
 import { startTransition, useCallback, useEffect, useRef, useState, useSyncExternalStore } from "react";
 import { get, query } from "./api";
-import { applyChange, applyChangeToItem, emptyCollection, mergePageAfterChanges, type Collection, type ListFilter } from "./collection";
+import { applyChange, applyChangeToItem, emptyCollection, mergePageAfterChanges, resourceAfterRead, type Collection, type ListFilter } from "./collection";
 import { useChanges, useLive } from "./live";
 import type { ChangeMessage, Entity, EntityMap, Page, User } from "./types";
 
@@ -138,6 +138,7 @@ export function useLiveResource<E extends Entity>(entity: E, path: string | null
   const [error, setError] = useState<unknown>(null);
   const loadedEpoch = useRef(epoch);
   const ctrlRef = useRef<AbortController | null>(null);
+  const queued = useRef<ChangeMessage[]>([]);
 
   const load = useCallback(
     (silent: boolean) => {
@@ -149,14 +150,19 @@ export function useLiveResource<E extends Entity>(entity: E, path: string | null
       loadedEpoch.current = epoch;
       get<EntityMap[E]>(path, ctrl.signal).then(
         (value) => {
-          setData((old) => (old && old.id === value.id ? applyChangeToItem(entity, old, fakeChange(entity, value)) : value));
+          if (ctrl.signal.aborted) return;
+          const pending = queued.current;
+          queued.current = [];
+          setData((shown) => resourceAfterRead(entity, shown, value, pending));
           setError(null);
         },
         (err: unknown) => {
           if (!ctrl.signal.aborted) setError(err);
         },
       ).finally(() => {
-        if (!ctrl.signal.aborted) setLoading(false);
+        if (ctrl.signal.aborted) return;
+        ctrlRef.current = null;
+        setLoading(false);
       });
     },
     [path, entity, epoch],
@@ -164,8 +170,12 @@ export function useLiveResource<E extends Entity>(entity: E, path: string | null
 
   useEffect(() => {
     setData(null);
+    queued.current = [];
     load(false);
-    return () => ctrlRef.current?.abort();
+    return () => {
+      ctrlRef.current?.abort();
+      ctrlRef.current = null;
+    };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [path]);
 
@@ -174,13 +184,13 @@ export function useLiveResource<E extends Entity>(entity: E, path: string | null
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [epoch]);
 
-  useChanges((message) => setData((d) => applyChangeToItem(entity, d, message)));
+  useChanges((message) => {
+    if (message.entity !== entity) return;
+    if (ctrlRef.current) queued.current.push(message);
+    setData((d) => applyChangeToItem(entity, d, message));
+  });
 
   return { data, loading, error, reload: useCallback(() => load(true), [load]), setData };
-}
-
-function fakeChange<E extends Entity>(entity: E, value: EntityMap[E]): ChangeMessage {
-  return { type: "change", sequence: 0, entity, id: value.id, tenant_id: null, event: "", data: value };
 }
 
 // ---- user names ----------------------------------------------------------------------------
