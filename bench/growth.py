@@ -200,12 +200,6 @@ async def sink(spec: dict[str, Any]) -> None:
 
 # Filling the store --------------------------------------------------------------------------
 
-class _Ack(msgspec.Struct):
-    seq: int = 0
-    error: dict[str, Any] | None = None
-
-
-_DECODE_ACK = msgspec.json.Decoder(_Ack).decode
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -214,10 +208,12 @@ class Store:
 
     def __init__(self, nc: Any, stream_name: str) -> None:
         from albatross.adapters.codec import EventCodec
+        from albatross.adapters.jetstream.acks import decode_ack
         from albatross.adapters.jetstream.event_store import JetStreamEventStore
         from albatross.domain.aggregates import default_registry
 
         self._nc = nc
+        self._decode_ack = decode_ack
         self._stream_name = stream_name
         self.store = JetStreamEventStore(nc, EventCodec(default_registry()), stream_name)
         self._inbox = nc.new_inbox()
@@ -242,11 +238,11 @@ class Store:
 
     async def _on_ack(self, msg: Any) -> None:
         n = int(msg.subject.rsplit(".", 1)[1])
-        ack = _DECODE_ACK(msg.data)
+        ack = self._decode_ack(msg.data)
         self.acked += 1
         after = self._waiting.pop(n, None)
         if ack.error is not None:
-            self.errors.append(json.dumps(ack.error))
+            self.errors.append(f"{ack.error.err_code}: {ack.error.description}")
         else:
             self.last_seq = max(self.last_seq, ack.seq)
             if after is not None:
