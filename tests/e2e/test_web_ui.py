@@ -404,6 +404,30 @@ def _user(uid: str, name: str, role: str = "Pilot") -> dict[str, Any]:
             "must_change_password": False, "flight_count": 3, "flight_minutes": 200}
 
 
+def _mocked_page(browser: Any, server: Server, me: dict[str, Any], api: Any, ws: Any, *,
+                 viewport: dict[str, int], scripts: tuple[str, ...] = ()) -> tuple[Any, Any]:
+    """The real UI bundle signed in as ``me`` (a stored session with a mock token), its REST
+    calls answered by ``api`` and its WebSocket by ``ws`` (Playwright route handlers)."""
+    ctx = browser.new_context(viewport=viewport, base_url=server.url)
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    session = {"token": "mock-token", "expiresAt": expires.isoformat(), "user": me}
+    stored = json.dumps(json.dumps(session))
+    ctx.add_init_script(f"sessionStorage.setItem('albatross.session', {stored});")
+    for script in scripts:
+        ctx.add_init_script(script)
+    page = ctx.new_page()
+    page.route(re.compile(r".*/api/(?!ws).*"), api)
+    page.route_web_socket(re.compile(r".*/api/ws$"), ws)
+    return ctx, page
+
+
+def _submitted(sequence: int, pirep: dict[str, Any]) -> str:
+    """The change message of a PIREP's submission, as the notifier sends it."""
+    return json.dumps({"type": "change", "sequence": sequence, "entity": "pirep",
+                       "id": pirep["id"], "tenant_id": "t1", "event": "PirepSubmitted",
+                       "data": pirep})
+
+
 LONGTASK_OBSERVER = """
 window.__longTasks = [];
 new PerformanceObserver((list) => {
@@ -446,15 +470,8 @@ def test_pirep_list_renders_1000_rows_without_long_tasks(albatross_up: Server, b
                 socket.send(json.dumps({"type": "ready", "user_id": "u-me", "sequence": 10}))
         socket.on_message(on_message)
 
-    ctx = browser.new_context(viewport=DESKTOP, base_url=albatross_up.url)
-    session = {"token": "mock-token", "expiresAt": (now + timedelta(hours=1)).isoformat(),
-               "user": me}
-    stored = json.dumps(json.dumps(session))
-    ctx.add_init_script(f"sessionStorage.setItem('albatross.session', {stored});")
-    ctx.add_init_script(LONGTASK_OBSERVER)
-    page = ctx.new_page()
-    page.route(re.compile(r".*/api/(?!ws).*"), api)
-    page.route_web_socket(re.compile(r".*/api/ws$"), ws)
+    ctx, page = _mocked_page(browser, albatross_up, me, api, ws, viewport=DESKTOP,
+                             scripts=(LONGTASK_OBSERVER,))
     try:
         # Boot the app on a screen without lists, then open the PIREP list the way a user
         # does (client-side navigation): the long tasks measured are the list's own, not the
@@ -474,9 +491,7 @@ def test_pirep_list_renders_1000_rows_without_long_tasks(albatross_up: Server, b
         # A live change at the top of the 1,000-row list.
         new = _pirep(-1, now + timedelta(hours=1)) | {"id": "0190000000-9999999",
                                                        "flight_number": "TAVNEW"}
-        sockets[0].send(json.dumps({"type": "change", "sequence": 11, "entity": "pirep",
-                                    "id": new["id"], "tenant_id": "t1",
-                                    "event": "PirepSubmitted", "data": new}))
+        sockets[0].send(_submitted(11, new))
         expect(page.locator("li.pirep-row").first).to_contain_text("TAVNEW")
         expect(page.locator("li.pirep-row")).to_have_count(1001)
         page.wait_for_timeout(300)
@@ -532,14 +547,7 @@ def test_a_change_that_arrives_during_a_list_refresh_stays(albatross_up: Server,
         socket.on_message(lambda message: authenticated.append(
             json.loads(message).get("type") == "auth"))
 
-    ctx = browser.new_context(viewport=PHONE, base_url=albatross_up.url)
-    session = {"token": "mock-token", "expiresAt": (now + timedelta(hours=1)).isoformat(),
-               "user": me}
-    stored = json.dumps(json.dumps(session))
-    ctx.add_init_script(f"sessionStorage.setItem('albatross.session', {stored});")
-    page = ctx.new_page()
-    page.route(re.compile(r".*/api/(?!ws).*"), api)
-    page.route_web_socket(re.compile(r".*/api/ws$"), ws)
+    ctx, page = _mocked_page(browser, albatross_up, me, api, ws, viewport=PHONE)
     try:
         page.goto("/pireps")
         expect(page.locator("li.pirep-row")).to_have_count(3)
@@ -549,9 +557,7 @@ def test_a_change_that_arrives_during_a_list_refresh_stays(albatross_up: Server,
         _wait_until(page, lambda: len(lists) == 2, "the list's refresh")
         live = _pirep(-1, now + timedelta(minutes=5)) | {"id": "0190000000-8000001",
                                                          "flight_number": "TAVA"}
-        sockets[0].send(json.dumps({"type": "change", "sequence": 21, "entity": "pirep",
-                                    "id": live["id"], "tenant_id": "t1",
-                                    "event": "PirepSubmitted", "data": live}))
+        sockets[0].send(_submitted(21, live))
         expect(page.locator("li.pirep-row").first).to_contain_text("TAVA")
         # The refresh answers with a page read before the change (one row edited meanwhile).
         edited = [rows[0] | {"flight_number": "TAVR", "version": 2}, *rows[1:]]
@@ -597,19 +603,7 @@ def test_reconnect_resumes_after_the_last_change_seen(albatross_up: Server, brow
                 socket.send(json.dumps({"type": "ready", "user_id": "u-me", "sequence": 20}))
         socket.on_message(on_message)
 
-    def change(sequence: int, pirep: dict[str, Any]) -> str:
-        return json.dumps({"type": "change", "sequence": sequence, "entity": "pirep",
-                           "id": pirep["id"], "tenant_id": "t1", "event": "PirepSubmitted",
-                           "data": pirep})
-
-    ctx = browser.new_context(viewport=PHONE, base_url=albatross_up.url)
-    session = {"token": "mock-token", "expiresAt": (now + timedelta(hours=1)).isoformat(),
-               "user": me}
-    stored = json.dumps(json.dumps(session))
-    ctx.add_init_script(f"sessionStorage.setItem('albatross.session', {stored});")
-    page = ctx.new_page()
-    page.route(re.compile(r".*/api/(?!ws).*"), api)
-    page.route_web_socket(re.compile(r".*/api/ws$"), ws)
+    ctx, page = _mocked_page(browser, albatross_up, me, api, ws, viewport=PHONE)
     indicator = page.get_by_test_id("connection")
     try:
         page.goto("/pireps")
@@ -619,7 +613,7 @@ def test_reconnect_resumes_after_the_last_change_seen(albatross_up: Server, brow
                                    {"type": "resume", "after": 20}]
         first = _pirep(-1, now + timedelta(minutes=5)) | {"id": "0190000000-8000001",
                                                           "flight_number": "TAVA"}
-        sockets[0].send(change(21, first))
+        sockets[0].send(_submitted(21, first))
         expect(page.locator("li.pirep-row").first).to_contain_text("TAVA")
 
         sockets[0].close(code=4008, reason="too slow")
@@ -631,8 +625,8 @@ def test_reconnect_resumes_after_the_last_change_seen(albatross_up: Server, brow
                                    {"type": "resume", "after": 21}]
         second = _pirep(-2, now + timedelta(minutes=10)) | {"id": "0190000000-8000002",
                                                             "flight_number": "TAVB"}
-        sockets[1].send(change(21, first))  # a replay of what was already applied
-        sockets[1].send(change(22, second))  # what happened while away
+        sockets[1].send(_submitted(21, first))  # a replay of what was already applied
+        sockets[1].send(_submitted(22, second))  # what happened while away
         expect(page.locator("li.pirep-row").first).to_contain_text("TAVB")
         expect(page.locator("li.pirep-row")).to_have_count(5)
         expect(page.locator("li.pirep-row", has_text="TAVA")).to_have_count(1)
