@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from albatross.adapters.codec import EventCodec
 from albatross.adapters.jetstream.event_store import JetStreamEventStore
 from albatross.adapters.jetstream.topology import Topology, ensure_topology
-from albatross.adapters.postgres.applier import BatchApplier
+from albatross.adapters.postgres.applier import BatchApplier, OutboxRow
 from albatross.adapters.postgres.migrations import apply_migrations, load_migrations, migrate
 from albatross.adapters.postgres.pool import connect
 from albatross.adapters.postgres.read_models import PostgresReadModels
@@ -52,10 +52,10 @@ from albatross.ports import AppendRequest, StreamId
 from albatross.services.projector.metrics import ProjectorMetrics
 from albatross.services.projector.outbox import (
     ATOMIC_FROM,
-    BATCH_HOLDS_DUPLICATE,
     CHUNK,
+    DELETE_EVERY,
+    HANDED_LIMIT,
     OutboxPublisher,
-    PublishRefused,
 )
 from albatross.services.projector.rebuild import rebuild, replay
 from albatross.services.projector.runner import Projector
@@ -372,6 +372,42 @@ async def test_sigkill_at_random_points_loses_and_doubles_nothing(
     published = await published_change_ids(nc)
     assert len(published) == len(set(published)), "a change was published twice"
     assert published == expected_changes, "changes missing, extra or out of order"
+
+
+class CommitsThenFails:
+    """The projector's applier, except that its third batch with changes commits and then
+    fails for its caller (a reply lost after the commit): its rows never reach the publisher."""
+
+    def __init__(self, real: BatchApplier) -> None:
+        self._real = real
+        self._left = 3
+        self.failed = False
+
+    async def apply(self, connection: Any, batch: Any) -> Any:
+        result = await self._real.apply(connection, batch)
+        if result.outbox:
+            self._left -= 1
+            if self._left == 0:
+                self.failed = True
+                raise OSError("reply lost after the commit")
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+
+async def test_changes_of_a_batch_that_committed_but_failed_are_published_in_order(
+        fresh_nats: NatsServer, nc: NATS, dsn: str) -> None:
+    load = load_for(nc)
+    async with projector_in_process(fresh_nats.url, dsn) as projector:
+        applier = CommitsThenFails(projector._applier)
+        projector._applier = applier  # type: ignore[assignment]
+        await load.run(workers=4, events_each=60, pause=0.002)
+        await wait_checkpoint(dsn, load.last_public, 20)
+        await wait_outbox_drained(dsn)
+    assert applier.failed
+    expected_changes = await fresh_replay(nc, dsn, "fresh")
+    assert await published_change_ids(nc) == expected_changes
 
 
 async def test_read_your_writes_is_never_stale(fresh_nats: NatsServer, nc: NATS,
@@ -822,10 +858,10 @@ class FailsFirstDelete:
         return await self._real.fetchval(sql, *args)
 
 
-async def test_an_atomic_batch_of_changes_already_stored_is_refused_whole(
+async def test_rows_whose_delete_was_lost_are_not_published_again(
         nc: NATS, dsn: str) -> None:
-    """Rows whose delete was lost go out again: as an atomic batch they are refused whole
-    (10201), nothing is stored twice, and the publisher converges once it reconciles."""
+    """A batch landed and its delete did not: the next round deletes what it knows landed
+    before it reads the table, so nothing goes out twice and the chain holds."""
     connection = await connect(dsn)
     try:
         await migrate(connection, "outbox", fresh=True)
@@ -838,17 +874,144 @@ async def test_an_atomic_batch_of_changes_already_stored_is_refused_whole(
         with pytest.raises(OSError, match="connection lost"):
             await publisher.publish_pending(flaky)  # the batch landed, its delete did not
         assert await connection.fetchval("SELECT count(*) FROM outbox.change_outbox") == total - 1
-        with pytest.raises(PublishRefused) as refused:
-            await publisher.publish_pending(flaky)  # the same rows, as one atomic batch
-        assert refused.value.err_code == BATCH_HOLDS_DUPLICATE
-        assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, total + 1)]
-        assert await _drain(publisher, connection) <= 1
+        assert await publisher.publish_pending(flaky) == 0
         assert await connection.fetchval("SELECT count(*) FROM outbox.change_outbox") == 0
         await add_outbox_rows(connection, [total + 1])
         assert await publisher.publish_pending(connection) == 1  # the chain holds after it
     finally:
         await connection.close()
     assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, total + 2)]
+
+
+async def until_stored(nc: NATS, messages: int, timeout: float = 10.0) -> None:
+    """Wait until the changes stream holds ``messages`` messages."""
+    js = nc.jetstream()
+    async with asyncio.timeout(timeout):
+        while (await js.stream_info(TOPOLOGY.changes_stream)).state.messages < messages:
+            await asyncio.sleep(0.02)
+
+
+def outbox_row(sequence: int) -> OutboxRow:
+    """The row :func:`add_outbox_rows` writes for ``sequence``, as the applier hands it over."""
+    return OutboxRow(sequence, 0, f"albatross.changes.t1.pirep.p{sequence}", b"{}")
+
+
+async def commit(connection: Any, publisher: OutboxPublisher, *sequences: int) -> None:
+    """What the applier does: commit the rows, then hand them over."""
+    await add_outbox_rows(connection, sequences)
+    publisher.hand_over([outbox_row(n) for n in sequences])
+
+
+class CountsOutboxReads:
+    """Forwards to a connection, counting its reads and deletes of the outbox; ``before_read``
+    runs before the next read (a commit racing with it)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.reads = 0
+        self.deletes = 0
+        self.before_read: Any = None
+
+    async def fetch(self, sql: str, *args: Any) -> Any:
+        if "change_outbox" in sql:
+            self.reads += 1
+            hook, self.before_read = self.before_read, None
+            if hook is not None:
+                await hook()
+        return await self._real.fetch(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        if sql.lstrip().startswith("DELETE"):
+            self.deletes += 1
+        return await self._real.execute(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._real.fetchval(sql, *args)
+
+
+@contextlib.asynccontextmanager
+async def outbox_under_watch(nc: NATS, dsn: str) -> AsyncIterator[
+        tuple[Any, OutboxPublisher, CountsOutboxReads]]:
+    """A fresh outbox schema, its publisher, and the connection with its reads counted."""
+    connection = await connect(dsn)
+    try:
+        await migrate(connection, "outbox", fresh=True)
+        yield connection, outbox_publisher(nc), CountsOutboxReads(connection)
+    finally:
+        await connection.close()
+
+
+async def test_once_the_table_is_drained_handed_over_rows_go_out_without_reading_it(
+        nc: NATS, dsn: str) -> None:
+    async with outbox_under_watch(nc, dsn) as (connection, publisher, spy):
+        await add_outbox_rows(connection, [1, 2, 3])  # a backlog from an earlier leader
+        stop = asyncio.Event()
+        running = asyncio.create_task(publisher.run(spy, stop))
+        try:
+            await until_stored(nc, 3)
+            reads, deletes = spy.reads, spy.deletes
+            began = time.monotonic()
+            for n in range(4, 21):
+                await commit(connection, publisher, n)
+                await asyncio.sleep(0.005)
+            await until_stored(nc, 20)
+            seconds = time.monotonic() - began
+            assert spy.reads == reads  # no table read after the drain
+            # Deleted once a second at most, not once per row.
+            assert spy.deletes - deletes <= 1 + seconds / DELETE_EVERY
+        finally:
+            stop.set()
+            await running
+        # On its way out it deletes what it published.
+        assert await connection.fetchval("SELECT count(*) FROM outbox.change_outbox") == 0
+    assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, 21)]
+
+
+@pytest.mark.parametrize("committed", ["before the read", "after the read"])
+async def test_a_row_committed_while_the_table_is_read_is_published_once(
+        nc: NATS, dsn: str, committed: str) -> None:
+    async with outbox_under_watch(nc, dsn) as (connection, publisher, spy):
+        await add_outbox_rows(connection, [1])
+
+        async def commit_2() -> None:
+            await commit(connection, publisher, 2)
+
+        if committed == "before the read":
+            spy.before_read = commit_2  # in the table read and in the hand-over
+            assert await publisher.publish_round(spy) == 2  # both from the table
+            assert await publisher.publish_round(spy) == 0  # 2 was handed over too: not again
+        else:
+            assert await publisher.publish_round(spy) == 1  # the drain: row 1
+            await commit_2()  # only in the hand-over
+            assert await publisher.publish_round(spy) == 1
+        await commit(connection, publisher, 3)
+        reads = spy.reads
+        assert await publisher.publish_round(spy) == 1
+        assert spy.reads == reads
+    assert await published_change_ids(nc) == ["chg-1-0", "chg-2-0", "chg-3-0"]
+
+
+async def test_after_a_failure_or_too_many_handed_over_rows_the_table_is_the_source(
+        nc: NATS, dsn: str) -> None:
+    async with outbox_under_watch(nc, dsn) as (connection, publisher, spy):
+        await commit(connection, publisher, 1)
+        assert await publisher.publish_round(spy) == 1  # drains the table: taking from now
+        # Rows 3 and 4 land but their acks are lost: the round fails and the hand-over stops.
+        await commit(connection, publisher, 2, 3, 4)
+        publisher._sender = LosesAcks(publisher._sender, {1, 2})  # type: ignore[assignment]
+        with pytest.raises(TimeoutError):
+            await publisher.publish_round(spy)
+        await commit(connection, publisher, 5)  # not taken: the table has it
+        await publisher.reconcile(spy)  # what run() does after a failure
+        reads = spy.reads
+        assert await publisher.publish_round(spy) == 1  # 5, read from the table
+        assert spy.reads > reads
+        # The hand-over resumed with that drain; more rows than it holds stop it again.
+        await commit(connection, publisher, *range(6, 6 + HANDED_LIMIT + 1))
+        reads = spy.reads
+        assert await publisher.publish_round(spy) == HANDED_LIMIT + 1
+        assert spy.reads > reads
+    assert await published_change_ids(nc) == [f"chg-{n}-0" for n in range(1, 7 + HANDED_LIMIT)]
 
 
 @pytest.mark.parametrize("atomic_allowed", [True, False])

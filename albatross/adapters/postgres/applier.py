@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -56,6 +56,19 @@ class Poison:
 Incoming = RecordedEvent | Poison
 
 
+class OutboxRow(NamedTuple):
+    """A change message as written to ``change_outbox``, keyed ``(event_sequence, ordinal)``."""
+
+    event_sequence: int
+    ordinal: int
+    subject: str
+    payload: bytes
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.event_sequence, self.ordinal
+
+
 # Events applied before the applier first renews its plans (see BatchApplier._renew_plans).
 REPLAN_FROM = 1000
 
@@ -69,7 +82,7 @@ class BatchResult:
     applied: int = 0
     duplicates: int = 0
     poison: list[Poison] = field(default_factory=list)
-    changes: int = 0
+    outbox: list[OutboxRow] = field(default_factory=list)  # committed with the batch
     checkpoint: int = 0
 
 
@@ -139,7 +152,7 @@ class BatchApplier:
             return result
         ordered = [fresh[seq] for seq in sorted(fresh)]
         history: list[tuple[Any, ...]] = []
-        outbox: list[tuple[Any, ...]] = []
+        outbox: list[OutboxRow] = []
         for record in ordered:
             if isinstance(record, Poison):
                 result.poison.append(record)
@@ -155,8 +168,8 @@ class BatchApplier:
                 history.append((entry.pirep_id, item.sequence, item.type, item.occurred_at,
                                 item.actor_id, item.data))
             for ordinal, change in enumerate(outcome.changes):
-                outbox.append((record.sequence, ordinal, change.subject,
-                               self._encode(change.message)))
+                outbox.append(OutboxRow(record.sequence, ordinal, change.subject,
+                                        self._encode(change.message)))
         poison = [(p.sequence, p.subject, p.reason, p.payload) for p in result.poison]
         checkpoint = ordered[-1].sequence
         # The NOTIFY in it is delivered on commit only, so a woken reader sees the rows.
@@ -167,7 +180,7 @@ class BatchApplier:
         if written is None:
             raise CheckpointMoved(f"the checkpoint is no longer {current}")
         result.checkpoint = checkpoint
-        result.changes = len(outbox)
+        result.outbox = outbox
         self._note_applied(len(ordered))
         return result
 
@@ -280,6 +293,6 @@ class BatchApplier:
         return out
 
 
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
     """Row tuples as ``width`` column lists (what ``unnest`` takes)."""
     return [[row[i] for row in rows] for i in range(width)]

@@ -11,6 +11,14 @@ re-publishes a row that JetStream drops as a duplicate within its window, and on
 publisher compares the changes stream's last message id with the outbox, so a row published
 before a longer outage is not sent twice either.
 
+Rows reach the publisher two ways. After a start or a failure it reads them from the table.
+Once a read has found the table drained, it takes the rows the applier hands over as it
+commits them (:meth:`OutboxPublisher.hand_over`) and publishes those without reading the table,
+deleting what landed once a second at most: the table read and the delete were two
+PostgreSQL round trips between every commit and its change message. The hand-over starts
+before the table read that drains the backlog, so a row committed meanwhile is in the read,
+in the hand-over, or in both (then sent once: only keys above the last one published go).
+
 The stored payload's ``sequence`` is 0: change sequences number the changes stream and are
 known only once stored, so the notifier takes them from the stream message's metadata.
 """
@@ -20,10 +28,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from asyncpg import Record
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
@@ -33,6 +42,7 @@ from albatross.adapters.jetstream.acks import PubAck, decode_ack
 from albatross.adapters.jetstream.batches import publish_atomic_batch
 from albatross.adapters.jetstream.direct import DirectGet
 from albatross.adapters.jetstream.requests import Requests, send_now
+from albatross.adapters.postgres.applier import OutboxRow
 from albatross.adapters.postgres.migrations import schema_identifier
 from albatross.adapters.postgres.pool import Connection
 from albatross.observability import get_logger
@@ -49,6 +59,14 @@ ATOMIC_FROM = 32
 _RESTART_CHAIN = frozenset({WRONG_LAST_SEQUENCE, BATCH_HOLDS_DUPLICATE})
 _MSG_ID = re.compile(r"^chg-(\d+)-(\d+)$")
 CHUNK = 500
+# Rows handed over while the publisher cannot keep up (or is failing) are dropped beyond this
+# many, and the table, which holds them all, becomes the source again.
+HANDED_LIMIT = 10 * CHUNK
+# Published rows are deleted at most this often (seconds): a delete per change message was a
+# round trip on the publisher's path. Rows left meanwhile are never published twice: the
+# publisher skips keys it has published, and a restart deletes up to the stream's last id.
+DELETE_EVERY = 1.0
+_NOTHING: tuple[int, int] = (0, 0)  # below every key (event sequences start at 1)
 _log = get_logger(__name__)
 
 
@@ -160,6 +178,33 @@ class OutboxPublisher:
         self.wake = asyncio.Event()
         self._last_sequence = 0  # of the last message this publisher saw land
         self._chain_trusted = False
+        # Rows committed since the hand-over started (None: not taken, the table is the
+        # source); ``_drained``: a table read since then found nothing left before them.
+        self._handed: list[OutboxRow] | None = None
+        self._drained = False
+        self._published = _NOTHING  # the highest key known to be on the changes stream
+        self._deleted = _NOTHING  # the highest key deleted from the table
+        self._delete_due = 0.0
+
+    def hand_over(self, rows: Sequence[OutboxRow]) -> None:
+        """Rows the applier has just committed, in key order (the applier is the only one)."""
+        if self._handed is not None:
+            self._handed.extend(rows)
+            if len(self._handed) > HANDED_LIMIT:
+                self.take_from_table()
+        self.wake.set()
+
+    def take_from_table(self) -> None:
+        """Read the table next round, not the hand-over.
+
+        What the publisher sends from the hand-over must be the table's next rows in key
+        order: a deletion by key range (here and in :meth:`reconcile`) counts every row below
+        the last one published as published. So the applier calls this when a batch failed
+        in a way that may have committed it without handing its rows over, before it applies
+        another: the rows are then read from the table, in order, and none is skipped.
+        """
+        self._handed = None
+        self._drained = False
 
     async def reconcile(self, connection: Connection) -> int:
         """Drop outbox rows the changes stream already holds; how many were dropped."""
@@ -168,18 +213,20 @@ class OutboxPublisher:
         self._chain_trusted = False
         dropped = 0
         if match is not None:
+            key = (int(match.group(1)), int(match.group(2)))
             status: str = await connection.execute(
                 f"DELETE FROM {self._s}.change_outbox "  # noqa: S608 - validated schema name
-                "WHERE (event_sequence, ordinal) <= ($1, $2)",
-                int(match.group(1)), int(match.group(2)))
+                "WHERE (event_sequence, ordinal) <= ($1, $2)", *key)
             dropped = int(status.split()[-1])
+            self._published = max(self._published, key)
+            self._deleted = max(self._deleted, key)
         pending = await connection.fetchval(
             f"SELECT count(*) FROM {self._s}.change_outbox")  # noqa: S608
         self._metrics.outbox_pending.set(pending)
         return dropped
 
     async def publish_pending(self, connection: Connection) -> int:
-        """Publish every row present now, oldest first; how many were published.
+        """Publish every row present in the table now, oldest first; how many were published.
 
         A chunk is published pipelined, each message expecting the stream's last sequence to
         be the one its predecessor got (``Nats-Expected-Last-Sequence``; this publisher is the
@@ -193,54 +240,108 @@ class OutboxPublisher:
         have, and the replica then stops applying the stream ("last msgid mismatch",
         docs/reliability.md). The sequence is checked once, by the stream leader.
         """
+        await self._delete_published(connection, force=True)  # none of them read again
         total = 0
         while True:
-            rows = await connection.fetch(
-                "SELECT event_sequence, ordinal, subject, payload "  # noqa: S608
-                f"FROM {self._s}.change_outbox ORDER BY event_sequence, ordinal LIMIT {CHUNK}")
+            rows = [OutboxRow(row["event_sequence"], row["ordinal"], row["subject"],
+                              bytes(row["payload"]))
+                    for row in await connection.fetch(
+                        "SELECT event_sequence, ordinal, subject, payload "  # noqa: S608
+                        f"FROM {self._s}.change_outbox "
+                        f"ORDER BY event_sequence, ordinal LIMIT {CHUNK}")]
             if not rows:
                 return total
             # A short chunk was everything committed when it was read: rows committed since
             # set ``wake``, so the caller comes back at once and no empty read is needed.
             everything = len(rows) < CHUNK and self._chain_trusted
-            if not self._chain_trusted:
-                # Where the chain stands is not known (a start, a failure): the first
-                # message goes alone, without the expectation; its ack restarts the chain.
-                rows = rows[:1]
-            if self._chain_trusted and self._atomic and len(rows) >= ATOMIC_FROM:
-                landed, last_ack, failure = await self._publish_atomic(rows)
-            else:
-                landed, last_ack, failure = await self._publish_pipelined(rows)
-            if last_ack is not None:
-                last = rows[landed - 1]
-                await connection.execute(
-                    f"DELETE FROM {self._s}.change_outbox "  # noqa: S608
-                    "WHERE (event_sequence, ordinal) <= ($1, $2)",
-                    last["event_sequence"], last["ordinal"])
-                self._last_sequence = last_ack.seq
-                self._chain_trusted = True
-                self._metrics.changes_published.inc(landed)
-                self._metrics.outbox_pending.dec(landed)
+            landed, failure = await self._publish_chunk(rows)
+            if landed:
+                await self._delete_published(connection, force=True)
                 total += landed
             if failure is not None:
-                if isinstance(failure, PublishRefused):
-                    if failure.err_code in _RESTART_CHAIN:
-                        self._chain_trusted = False
-                    elif failure.err_code == ATOMIC_PUBLISH_DISABLED:
-                        _log.warning("the changes stream does not allow atomic batches; "
-                                     "publishing message by message (run bootstrap)")
-                        self._atomic = False
                 raise failure
             if everything:
                 return total
 
-    async def _publish_pipelined(self, rows: list[Record]) -> _Sent:
+    async def publish_round(self, connection: Connection) -> int:
+        """One round of :meth:`run`: the handed-over rows once the table is drained, else the
+        table; how many were published. After a failure the table is the source again."""
+        try:
+            if self._handed is not None and self._drained:
+                published = await self._publish_handed()
+            else:
+                # Taken from before the read, so nothing committed meanwhile is missed: it is
+                # in the read, in the hand-over, or in both.
+                self._handed, self._drained = [], False
+                published = await self.publish_pending(connection)
+                self._drained = True
+            await self._delete_published(connection)
+        except BaseException:
+            self.take_from_table()
+            raise
+        return published
+
+    async def _publish_handed(self) -> int:
+        """Publish the rows handed over since the last call (none read from the table)."""
+        handed, self._handed = self._handed or [], []
+        rows = [row for row in handed if row.key > self._published]
+        total = 0
+        while rows:
+            landed, failure = await self._publish_chunk(rows[:CHUNK])
+            total += landed
+            if failure is not None:
+                raise failure
+            rows = rows[landed:]
+        return total
+
+    async def _publish_chunk(self, rows: list[OutboxRow]) -> tuple[int, BaseException | None]:
+        """Publish a prefix of ``rows``: how many landed, and what stopped the rest.
+
+        Where the chain stands is not known (a start, a failure): the first message goes
+        alone, without the expectation; its ack restarts the chain.
+        """
+        if not self._chain_trusted:
+            rows = rows[:1]
+        if self._chain_trusted and self._atomic and len(rows) >= ATOMIC_FROM:
+            landed, last_ack, failure = await self._publish_atomic(rows)
+        else:
+            landed, last_ack, failure = await self._publish_pipelined(rows)
+        if last_ack is not None:
+            self._published = max(self._published, rows[landed - 1].key)
+            self._last_sequence = last_ack.seq
+            self._chain_trusted = True
+            self._metrics.changes_published.inc(landed)
+            self._metrics.outbox_pending.dec(landed)
+        if isinstance(failure, PublishRefused):
+            if failure.err_code in _RESTART_CHAIN:
+                self._chain_trusted = False
+            elif failure.err_code == ATOMIC_PUBLISH_DISABLED:
+                _log.warning("the changes stream does not allow atomic batches; "
+                             "publishing message by message (run bootstrap)")
+                self._atomic = False
+        return landed, failure
+
+    async def _delete_published(self, connection: Connection, *, force: bool = False) -> None:
+        """Delete the published rows still in the table (at most every ``DELETE_EVERY``)."""
+        if self._published <= self._deleted:
+            return
+        now = time.monotonic()
+        if not force and now < self._delete_due:
+            return
+        upto = self._published
+        await connection.execute(
+            f"DELETE FROM {self._s}.change_outbox "  # noqa: S608
+            "WHERE (event_sequence, ordinal) <= ($1, $2)", *upto)
+        self._deleted = upto
+        self._delete_due = now + DELETE_EVERY
+
+    async def _publish_pipelined(self, rows: list[OutboxRow]) -> _Sent:
         messages = []
         for offset, row in enumerate(rows):
-            headers = {"Nats-Msg-Id": message_id(row["event_sequence"], row["ordinal"])}
+            headers = {"Nats-Msg-Id": message_id(row.event_sequence, row.ordinal)}
             if self._chain_trusted:
                 headers[EXPECTED_LAST_SEQUENCE] = str(self._last_sequence + offset)
-            messages.append((row["subject"], bytes(row["payload"]), headers))
+            messages.append((row.subject, row.payload, headers))
         landed = 0
         last_ack: PubAck | None = None
         for outcome in await self._sender.publish(messages):
@@ -250,7 +351,7 @@ class OutboxPublisher:
             last_ack = outcome
         return landed, last_ack, None
 
-    async def _publish_atomic(self, rows: list[Record]) -> _Sent:
+    async def _publish_atomic(self, rows: list[OutboxRow]) -> _Sent:
         """All of ``rows`` as one atomic batch: every message lands, or none does.
 
         The first message carries the chain's expectation. A duplicate message id refuses
@@ -259,10 +360,10 @@ class OutboxPublisher:
         """
         batch = []
         for number, row in enumerate(rows, start=1):
-            headers = {"Nats-Msg-Id": message_id(row["event_sequence"], row["ordinal"])}
+            headers = {"Nats-Msg-Id": message_id(row.event_sequence, row.ordinal)}
             if number == 1:
                 headers[EXPECTED_LAST_SEQUENCE] = str(self._last_sequence)
-            batch.append((row["subject"], bytes(row["payload"]), headers))
+            batch.append((row.subject, row.payload, headers))
         try:
             ack = await publish_atomic_batch(self._requests, self._nc, batch,
                                              timeout=self._timeout)
@@ -273,6 +374,9 @@ class OutboxPublisher:
 
     async def run(self, connection: Connection, stop: asyncio.Event) -> None:
         """Publish until ``stop``; woken by :attr:`wake` after each commit, else every second."""
+        # Where the stream stands is learnt anew for each leadership (reconcile, below).
+        self.take_from_table()
+        self._published = self._deleted = _NOTHING
         try:
             reconciled = False
             while not stop.is_set():
@@ -284,10 +388,11 @@ class OutboxPublisher:
                         if dropped:
                             _log.info("outbox rows already on the changes stream dropped",
                                       rows=dropped)
-                    await self.publish_pending(connection)
+                    await self.publish_round(connection)
                 except (NatsError, TimeoutError, OSError, PublishRefused, Exception) as exc:
                     # JetStream or PostgreSQL is away or slow: the rows stay, the next round
-                    # publishes them with the same message ids. Never die: nothing else would.
+                    # reads them from the table and publishes them with the same message ids.
+                    # Never die: nothing else would.
                     _log.warning("change publishing failed; will retry", error=repr(exc))
                     reconciled = False
                     await _sleep_unless(stop, 1.0)
@@ -301,6 +406,9 @@ class OutboxPublisher:
                     waiter.cancel()
                     stopper.cancel()
         finally:
+            self.take_from_table()
+            with contextlib.suppress(Exception):
+                await self._delete_published(connection, force=True)
             await self._sender.close()
             await self._requests.close()
 

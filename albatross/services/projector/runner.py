@@ -128,6 +128,9 @@ class Projector:
                 try:
                     checkpoint = await self._apply(leadership, delivery)
                 except Exception as exc:
+                    # The batch may have committed without its rows reaching the publisher;
+                    # before any later batch does, the publisher goes back to the table.
+                    self._publisher.take_from_table()
                     await _discard(prefetch)
                     prefetch = None
                     if not leadership.held():
@@ -142,6 +145,10 @@ class Projector:
         started = time.monotonic()
         # One atomic, checkpoint-guarded statement: no transaction of its own needed.
         result = await self._applier.apply(leadership.connection, delivery.records)
+        if result.outbox:
+            # At once: nothing may fail between the commit and the hand-over (see
+            # OutboxPublisher.take_from_table for what happens when something does anyway).
+            self._publisher.hand_over(result.outbox)
         committed = datetime.now(UTC)
         # After the commit only: an ack lost now merely brings back duplicates.
         with contextlib.suppress(NatsError, JetStreamError, TimeoutError):
@@ -163,9 +170,7 @@ class Projector:
             metrics.poison.inc()
             _log.warning("poison event recorded and skipped", sequence=poison.sequence,
                          subject=poison.subject, reason=poison.reason)
-        if result.changes:
-            metrics.outbox_pending.inc(result.changes)
-            self._publisher.wake.set()
+        metrics.outbox_pending.inc(len(result.outbox))
         return result.checkpoint
 
     async def _recover(self, leadership: Leadership, stop: asyncio.Event, why: str) -> int:
