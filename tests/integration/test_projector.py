@@ -837,18 +837,14 @@ async def _drain(publisher: Any, connection: Any) -> int:
     raise AssertionError("the outbox never drained")
 
 
-class FailsFirstDelete:
-    """Forwards to a connection, but its first ``DELETE`` fails (PostgreSQL went away after
-    the publish): the published rows stay in the outbox."""
+class ForwardingConnection:
+    """The three calls the outbox publisher makes, forwarded to a real connection (subclasses
+    step in before some of them)."""
 
     def __init__(self, real: Any) -> None:
         self._real = real
-        self.failed = False
 
     async def execute(self, sql: str, *args: Any) -> Any:
-        if sql.lstrip().startswith("DELETE") and not self.failed:
-            self.failed = True
-            raise OSError("connection lost")
         return await self._real.execute(sql, *args)
 
     async def fetch(self, sql: str, *args: Any) -> Any:
@@ -856,6 +852,21 @@ class FailsFirstDelete:
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         return await self._real.fetchval(sql, *args)
+
+
+class FailsFirstDelete(ForwardingConnection):
+    """Its first ``DELETE`` fails (PostgreSQL went away after the publish): the published rows
+    stay in the outbox."""
+
+    def __init__(self, real: Any) -> None:
+        super().__init__(real)
+        self.failed = False
+
+    async def execute(self, sql: str, *args: Any) -> Any:
+        if sql.lstrip().startswith("DELETE") and not self.failed:
+            self.failed = True
+            raise OSError("connection lost")
+        return await super().execute(sql, *args)
 
 
 async def test_rows_whose_delete_was_lost_are_not_published_again(
@@ -902,12 +913,12 @@ async def commit(connection: Any, publisher: OutboxPublisher, *sequences: int) -
     publisher.hand_over([outbox_row(n) for n in sequences])
 
 
-class CountsOutboxReads:
-    """Forwards to a connection, counting its reads and deletes of the outbox; ``before_read``
-    runs before the next read (a commit racing with it)."""
+class CountsOutboxReads(ForwardingConnection):
+    """Counts the reads and deletes of the outbox; ``before_read`` runs before the next read
+    (a commit racing with it)."""
 
     def __init__(self, real: Any) -> None:
-        self._real = real
+        super().__init__(real)
         self.reads = 0
         self.deletes = 0
         self.before_read: Any = None
@@ -918,15 +929,12 @@ class CountsOutboxReads:
             hook, self.before_read = self.before_read, None
             if hook is not None:
                 await hook()
-        return await self._real.fetch(sql, *args)
+        return await super().fetch(sql, *args)
 
     async def execute(self, sql: str, *args: Any) -> Any:
         if sql.lstrip().startswith("DELETE"):
             self.deletes += 1
-        return await self._real.execute(sql, *args)
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._real.fetchval(sql, *args)
+        return await super().execute(sql, *args)
 
 
 @contextlib.asynccontextmanager

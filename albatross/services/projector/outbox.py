@@ -214,12 +214,8 @@ class OutboxPublisher:
         dropped = 0
         if match is not None:
             key = (int(match.group(1)), int(match.group(2)))
-            status: str = await connection.execute(
-                f"DELETE FROM {self._s}.change_outbox "  # noqa: S608 - validated schema name
-                "WHERE (event_sequence, ordinal) <= ($1, $2)", *key)
-            dropped = int(status.split()[-1])
             self._published = max(self._published, key)
-            self._deleted = max(self._deleted, key)
+            dropped = await self._delete_upto(connection, key)
         pending = await connection.fetchval(
             f"SELECT count(*) FROM {self._s}.change_outbox")  # noqa: S608
         self._metrics.outbox_pending.set(pending)
@@ -267,8 +263,10 @@ class OutboxPublisher:
         """One round of :meth:`run`: the handed-over rows once the table is drained, else the
         table; how many were published. After a failure the table is the source again."""
         try:
-            if self._handed is not None and self._drained:
-                published = await self._publish_handed()
+            handed = self._handed
+            if handed is not None and self._drained:
+                self._handed = []
+                published = await self._publish_handed(handed)
             else:
                 # Taken from before the read, so nothing committed meanwhile is missed: it is
                 # in the read, in the hand-over, or in both.
@@ -281,9 +279,8 @@ class OutboxPublisher:
             raise
         return published
 
-    async def _publish_handed(self) -> int:
-        """Publish the rows handed over since the last call (none read from the table)."""
-        handed, self._handed = self._handed or [], []
+    async def _publish_handed(self, handed: list[OutboxRow]) -> int:
+        """Publish rows handed over (none read from the table)."""
         rows = [row for row in handed if row.key > self._published]
         total = 0
         while rows:
@@ -328,12 +325,16 @@ class OutboxPublisher:
         now = time.monotonic()
         if not force and now < self._delete_due:
             return
-        upto = self._published
-        await connection.execute(
-            f"DELETE FROM {self._s}.change_outbox "  # noqa: S608
-            "WHERE (event_sequence, ordinal) <= ($1, $2)", *upto)
-        self._deleted = upto
+        await self._delete_upto(connection, self._published)
         self._delete_due = now + DELETE_EVERY
+
+    async def _delete_upto(self, connection: Connection, key: tuple[int, int]) -> int:
+        """Delete the rows up to ``key`` (all on the changes stream); how many there were."""
+        status: str = await connection.execute(
+            f"DELETE FROM {self._s}.change_outbox "  # noqa: S608 - validated schema name
+            "WHERE (event_sequence, ordinal) <= ($1, $2)", *key)
+        self._deleted = max(self._deleted, key)
+        return int(status.split()[-1])
 
     async def _publish_pipelined(self, rows: list[OutboxRow]) -> _Sent:
         messages = []
