@@ -73,6 +73,29 @@ def cpu_by_role(roots: Mapping[str, int | Sequence[int]]) -> dict[str, float]:
             for role, pids in roots.items()}
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(stolen, total) CPU time of the whole machine so far, in clock ticks, from the first
+    line of Linux's /proc/stat; (0, 0) where there is none.
+
+    Steal is time this virtual machine's CPUs had work but the hypervisor ran someone else's:
+    every process here stands still meanwhile, so a load that met some measures the host's
+    neighbours as much as our code.
+    """
+    try:
+        line = Path("/proc/stat").read_text().split("\n", 1)[0]
+        fields = [int(value) for value in line.split()[1:9]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    return (fields[7] if len(fields) == 8 else 0), sum(fields)
+
+
+def steal_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time stolen between two :func:`cpu_ticks` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
 # Statistics ---------------------------------------------------------------------------------
 
 def percentile(samples: Sequence[float], q: float) -> float:

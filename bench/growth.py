@@ -35,7 +35,13 @@ Each measurement: in a separate load process, open-loop at ``--rate`` (100) requ
 ``--seconds`` (6) s each, one after the other: ``POST /api/pireps`` (API keys of the measured
 pilots in turn), ``GET /api/pireps?limit=50`` (a tenant's newest 50; every answer must hold
 50), ``GET /api/pireps/{id}`` (random PIREPs of the measured tenants, from the whole history).
-Latency is from the moment a request was due. After each measurement: VmRSS and VmHWM (peak)
+Latency is from the moment a request was due. A load during which the hypervisor stole more
+than 1% of the machine's CPU time (``steal`` in ``/proc/stat``: every process here stood
+still meanwhile) is run again, at most twice more, and the attempt with the least steal is
+the figure, whatever its latency; every attempt is recorded under ``attempts`` (its steal,
+p50, p99, errors), and every attempt's errors count. On this VM a p99 at 100 requests/s
+followed the steal during its load more than anything in the mesh (a 10,000-event GET load
+with one second of 80% steal: p99 480 ms). After each measurement: VmRSS and VmHWM (peak)
 of the gateway, the projector and the notifier, from ``/proc/<pid>/status``. A WebSocket of a
 measured pilot stays open during the fills (a separate process), so the notifier handles
 every change as in production (filters all, sends its tenant's).
@@ -62,6 +68,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import shutil
@@ -71,6 +78,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,6 +101,10 @@ FILLER_PILOTS_PER_TENANT = 5
 WINDOW = 4000
 RATIO_TARGET = 1.3
 FLAT_MIB = 20.0
+# A load during which the hypervisor stole more than this share of the CPU time is measured
+# again, up to LOAD_REPEATS more times; the least disturbed attempt is the figure.
+STEAL_LIMIT = 0.01
+LOAD_REPEATS = 2
 
 
 @dataclass(frozen=True)
@@ -502,20 +514,52 @@ async def measure(label: str, mesh: Any, keys: list[str], ids: list[str],
     for kind in ("post", "list", "get"):
         spec = {"kind": kind, "base": mesh.base, "keys": keys, "ids": ids, "rate": cfg.rate,
                 "seconds": cfg.seconds}
-        before = mesh.cpu_seconds()
-        figure = await mesh_mod.run_child(HERE, "load", spec, timeout=cfg.seconds * 10 + 60)
-        after = mesh.cpu_seconds()
-        # Share of one core each process used during the load: what else was running.
-        figure["cpu_cores"] = {role: round((after[role] - before[role]) / cfg.seconds, 3)
-                               for role in after}
-        common.progress(f"{label} {kind}: p50 {figure['p50_ms']} ms, p99 {figure['p99_ms']} ms, "
-                        f"{figure['errors']} errors, {figure['short_pages']} short pages; "
-                        f"cores used {figure['cpu_cores']}")
-        out[kind] = figure
+        out[kind] = await least_disturbed(
+            functools.partial(measured_load, label, mesh, spec, cfg), f"{label} {kind}")
     out["memory_kib"] = mesh.memory_kib()
     common.progress(f"{label} memory (KiB): {out['memory_kib']}")
     out["loadavg"] = mesh_mod.loadavg()
     return out
+
+
+async def least_disturbed(load: Callable[[], Awaitable[dict[str, Any]]],
+                          label: str) -> dict[str, Any]:
+    """Run ``load`` again while the hypervisor stole more than ``STEAL_LIMIT`` of the CPU time
+    during it (at most ``LOAD_REPEATS`` more times); the least disturbed attempt's figure,
+    with every attempt's summary under ``attempts``.
+
+    Chosen by the disturbance, never by the latency, so a repeat cannot be a second draw at
+    a better number: it replaces a load only by one the host disturbed less.
+    """
+    attempts = [await load()]
+    while attempts[-1]["steal_fraction"] > STEAL_LIMIT and len(attempts) <= LOAD_REPEATS:
+        common.progress(f"{label}: the hypervisor took {attempts[-1]['steal_fraction']:.1%} "
+                        "of the CPU time during the load; measuring it again")
+        attempts.append(await load())
+    figure = dict(min(attempts, key=lambda attempt: float(attempt["steal_fraction"])))
+    figure["attempts"] = [
+        {"steal_fraction": a["steal_fraction"], "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"],
+         "errors": a["errors"], "short_pages": a["short_pages"],
+         "created": a["statuses"].get("201", 0)} for a in attempts]
+    return figure
+
+
+async def measured_load(label: str, mesh: Any, spec: dict[str, Any],
+                        cfg: Config) -> dict[str, Any]:
+    """One load in its own process, with what the machine did meanwhile: each process's share
+    of a core, and the share of the CPU time the hypervisor stole."""
+    before, ticks_before = mesh.cpu_seconds(), common.cpu_ticks()
+    figure: dict[str, Any] = await mesh_mod.run_child(HERE, "load", spec,
+                                                      timeout=cfg.seconds * 10 + 60)
+    after, ticks_after = mesh.cpu_seconds(), common.cpu_ticks()
+    figure["cpu_cores"] = {role: round((after[role] - before[role]) / cfg.seconds, 3)
+                           for role in after}
+    figure["steal_fraction"] = round(common.steal_fraction(ticks_before, ticks_after), 4)
+    common.progress(f"{label} {spec['kind']}: p50 {figure['p50_ms']} ms, p99 "
+                    f"{figure['p99_ms']} ms, {figure['errors']} errors, {figure['short_pages']} "
+                    f"short pages; steal {figure['steal_fraction']:.1%}; cores used "
+                    f"{figure['cpu_cores']}")
+    return figure
 
 
 async def orchestrate(cfg: Config) -> None:
@@ -648,13 +692,16 @@ def targets_of(results: dict[str, Any], cfg: Config) -> list[dict[str, Any]]:
             - results["small"]["memory_kib"]["projector"]["hwm_kib"]) / 1024
     out.append(common.target(f"projector_peak_rss_growth_mib_{label}_vs_{small}", peak, "<=",
                              FLAT_MIB))
-    errors = sum(results[phase][kind]["errors"] + results[phase][kind]["short_pages"]
-                 for phase in ("small", "large") for kind in ("post", "list", "get"))
+    # Every attempt's errors count, the repeated ones' too.
+    errors = sum(attempt["errors"] + attempt["short_pages"]
+                 for phase in ("small", "large") for kind in ("post", "list", "get")
+                 for attempt in results[phase][kind]["attempts"])
     out.append(common.target("request_errors_and_short_pages", float(errors), "<=", 0.0))
     # Every PIREP appended (directly, or posted during the first measurement) is in the read
     # model once the projector caught up: the fill was projected, not poisoned or skipped.
     fill = results["large_fill"]
-    owed = fill["pireps_submitted_directly"] + results["small"]["post"]["statuses"].get("201", 0)
+    owed = fill["pireps_submitted_directly"] + sum(
+        attempt["created"] for attempt in results["small"]["post"]["attempts"])
     out.append(common.target("pireps_projected_fraction",
                              common.ratio(fill["pireps_in_read_model"], owed), ">=", 1.0))
     for t in out:
