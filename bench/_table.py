@@ -177,6 +177,8 @@ KEY_RESULTS: dict[str, list[tuple[str, str, str]]] = {
         ("baseline pipeline p99 at 500/s", "baselines.minimal_pipeline_at_500_per_s.e2e.p99_ms",
          " ms"),
         ("max sustainable rate", "results.max_sustainable_rate_per_s", "/s"),
+        ("share of the CPU time the host stole during the 500/s step",
+         "results.at_500_per_s.steal_fraction", ""),
     ],
     "growth": [
         ("events, small / large store", "results.size.small_events", ""),

@@ -370,8 +370,12 @@ class Runner:
                 "api_key": self.api_key, "rate": rate, "seconds": seconds,
                 "prefix": f"s{self.count}-", "nats_url": self.nats_url}
         cpu_before = self.mesh.cpu_seconds() if self.mesh is not None else {}
+        ticks_before = common.cpu_ticks()
         result = await mesh_mod.run_child(HERE, "load", spec,
                                           timeout=seconds * 20 + DRAIN_TIMEOUT + 120)
+        # What the host took from this VM meanwhile (the step's tail pays for it).
+        result["steal_fraction"] = round(
+            common.steal_fraction(ticks_before, common.cpu_ticks()), 4)
         if self.mesh is not None and result["posted"]:
             # Where a command's CPU goes, across every server process; the load process's
             # own is client_cpu_s.
@@ -384,7 +388,7 @@ class Runner:
         common.progress(f"{label}: {rate:g}/s for {seconds:g} s: e2e p50 {e2e['p50_ms']} ms, "
                         f"p99 {e2e['p99_ms']} ms, p999 {e2e['p999_ms']} ms; "
                         f"{result['changes_received']}/{result['changes_expected']} changes, "
-                        f"{result['errors']} errors -> "
+                        f"{result['errors']} errors, steal {result['steal_fraction']:.1%} -> "
                         f"{'sustainable' if sustainable(result) else 'NOT sustainable'}")
         if "cpu_ms_per_command" in result:
             common.progress("  CPU ms per command: " + "; ".join(
