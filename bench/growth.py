@@ -78,7 +78,6 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,10 +100,6 @@ FILLER_PILOTS_PER_TENANT = 5
 WINDOW = 4000
 RATIO_TARGET = 1.3
 FLAT_MIB = 20.0
-# A load during which the hypervisor stole more than this share of the CPU time is measured
-# again, up to LOAD_REPEATS more times; the least disturbed attempt is the figure.
-STEAL_LIMIT = 0.01
-LOAD_REPEATS = 2
 
 
 @dataclass(frozen=True)
@@ -514,47 +509,26 @@ async def measure(label: str, mesh: Any, keys: list[str], ids: list[str],
     for kind in ("post", "list", "get"):
         spec = {"kind": kind, "base": mesh.base, "keys": keys, "ids": ids, "rate": cfg.rate,
                 "seconds": cfg.seconds}
-        out[kind] = await least_disturbed(
-            functools.partial(measured_load, label, mesh, spec, cfg), f"{label} {kind}")
+        out[kind] = await common.least_disturbed(
+            functools.partial(measured_load, label, mesh, spec, cfg), f"{label} {kind}",
+            keep=("p50_ms", "p99_ms", "errors", "short_pages", "created"))
     out["memory_kib"] = mesh.memory_kib()
     common.progress(f"{label} memory (KiB): {out['memory_kib']}")
     out["loadavg"] = mesh_mod.loadavg()
     return out
 
 
-async def least_disturbed(load: Callable[[], Awaitable[dict[str, Any]]],
-                          label: str) -> dict[str, Any]:
-    """Run ``load`` again while the hypervisor stole more than ``STEAL_LIMIT`` of the CPU time
-    during it (at most ``LOAD_REPEATS`` more times); the least disturbed attempt's figure,
-    with every attempt's summary under ``attempts``.
-
-    Chosen by the disturbance, never by the latency, so a repeat cannot be a second draw at
-    a better number: it replaces a load only by one the host disturbed less.
-    """
-    attempts = [await load()]
-    while attempts[-1]["steal_fraction"] > STEAL_LIMIT and len(attempts) <= LOAD_REPEATS:
-        common.progress(f"{label}: the hypervisor took {attempts[-1]['steal_fraction']:.1%} "
-                        "of the CPU time during the load; measuring it again")
-        attempts.append(await load())
-    figure = dict(min(attempts, key=lambda attempt: float(attempt["steal_fraction"])))
-    figure["attempts"] = [
-        {"steal_fraction": a["steal_fraction"], "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"],
-         "errors": a["errors"], "short_pages": a["short_pages"],
-         "created": a["statuses"].get("201", 0)} for a in attempts]
-    return figure
-
-
 async def measured_load(label: str, mesh: Any, spec: dict[str, Any],
                         cfg: Config) -> dict[str, Any]:
     """One load in its own process, with what the machine did meanwhile: each process's share
     of a core, and the share of the CPU time the hypervisor stole."""
-    before, ticks_before = mesh.cpu_seconds(), common.cpu_ticks()
-    figure: dict[str, Any] = await mesh_mod.run_child(HERE, "load", spec,
-                                                      timeout=cfg.seconds * 10 + 60)
-    after, ticks_after = mesh.cpu_seconds(), common.cpu_ticks()
+    before = mesh.cpu_seconds()
+    figure = await common.stolen_during(mesh_mod.run_child(HERE, "load", spec,
+                                                           timeout=cfg.seconds * 10 + 60))
+    after = mesh.cpu_seconds()
     figure["cpu_cores"] = {role: round((after[role] - before[role]) / cfg.seconds, 3)
                            for role in after}
-    figure["steal_fraction"] = round(common.steal_fraction(ticks_before, ticks_after), 4)
+    figure["created"] = figure["statuses"].get("201", 0)  # PIREPs the projector owes
     common.progress(f"{label} {spec['kind']}: p50 {figure['p50_ms']} ms, p99 "
                     f"{figure['p99_ms']} ms, {figure['errors']} errors, {figure['short_pages']} "
                     f"short pages; steal {figure['steal_fraction']:.1%}; cores used "
