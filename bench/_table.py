@@ -190,6 +190,8 @@ KEY_RESULTS: dict[str, list[tuple[str, str, str]]] = {
         ("GET by id p99 small / large", "results.small.get.p99_ms", " ms"),
         ("", "results.large.get.p99_ms", " ms"),
         ("projector catch-up", "results.large_fill.projector_catch_up_per_s", " events/s"),
+        ("share of the CPU time the host stole during the large store's GET load",
+         "results.large.get.steal_fraction", ""),
     ],
     "event_store": [
         ("append, 64 writers, sync always", "results.append.sync_always.64.per_s", "/s"),
