@@ -370,12 +370,9 @@ class Runner:
                 "api_key": self.api_key, "rate": rate, "seconds": seconds,
                 "prefix": f"s{self.count}-", "nats_url": self.nats_url}
         cpu_before = self.mesh.cpu_seconds() if self.mesh is not None else {}
-        ticks_before = common.cpu_ticks()
-        result = await mesh_mod.run_child(HERE, "load", spec,
-                                          timeout=seconds * 20 + DRAIN_TIMEOUT + 120)
-        # What the host took from this VM meanwhile (the step's tail pays for it).
-        result["steal_fraction"] = round(
-            common.steal_fraction(ticks_before, common.cpu_ticks()), 4)
+        # With what the host took from this VM meanwhile (the step's tail pays for it).
+        result = await common.stolen_during(mesh_mod.run_child(
+            HERE, "load", spec, timeout=seconds * 20 + DRAIN_TIMEOUT + 120))
         if self.mesh is not None and result["posted"]:
             # Where a command's CPU goes, across every server process; the load process's
             # own is client_cpu_s.
