@@ -750,12 +750,17 @@ def outbox_publisher(nc: NATS) -> OutboxPublisher:
                            ProjectorMetrics(CollectorRegistry()), publish_timeout=2.0)
 
 
+def outbox_row(sequence: int) -> OutboxRow:
+    """The change row (ordinal 0) for event ``sequence``, as the applier writes and hands it
+    over."""
+    return OutboxRow(sequence, 0, f"albatross.changes.t1.pirep.p{sequence}", b"{}")
+
+
 async def add_outbox_rows(connection: Any, sequences: Iterable[int]) -> None:
-    """One change row (ordinal 0) per event sequence, as the applier writes them."""
+    """One change row per event sequence (:func:`outbox_row`), as the applier writes them."""
     await connection.executemany(
         "INSERT INTO outbox.change_outbox (event_sequence, ordinal, subject, payload) "
-        "VALUES ($1, 0, $2, $3)",
-        [(n, f"albatross.changes.t1.pirep.p{n}", b"{}") for n in sequences])
+        "VALUES ($1, $2, $3, $4)", [outbox_row(n) for n in sequences])
 
 
 class LosesAcks:
@@ -900,11 +905,6 @@ async def until_stored(nc: NATS, messages: int, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while (await js.stream_info(TOPOLOGY.changes_stream)).state.messages < messages:
             await asyncio.sleep(0.02)
-
-
-def outbox_row(sequence: int) -> OutboxRow:
-    """The row :func:`add_outbox_rows` writes for ``sequence``, as the applier hands it over."""
-    return OutboxRow(sequence, 0, f"albatross.changes.t1.pirep.p{sequence}", b"{}")
 
 
 async def commit(connection: Any, publisher: OutboxPublisher, *sequences: int) -> None:
