@@ -2,20 +2,20 @@
 
 Parameters: argon2id, time cost 3, memory 64 MiB, parallelism 4 (RFC 9106's second
 recommended option, argon2-cffi's default profile). That is above every OWASP minimum
-(e.g. m=19 MiB/t=2/p=1 or m=46 MiB/t=1/p=1). One hash costs ~85 ms of wall time and ~135 ms
-of CPU on our 2-core machines, so hashes run in a thread pool (cffi releases the GIL) behind a
-semaphore: a burst of logins queues for the hasher instead of starving the event loop or
-exhausting memory (each hash holds 64 MiB while it runs).
+(e.g. m=19 MiB/t=2/p=1 or m=46 MiB/t=1/p=1). One hash costs 135-230 ms of CPU on our 2-core
+machines, so hashes run in a thread pool (cffi releases the GIL) behind a semaphore: a burst
+of logins queues for the hasher instead of starving the event loop or exhausting memory (each
+hash holds 64 MiB while it runs).
 
 Processes that share a machine (``albatross up``'s gateway processes) share the bound too:
 given a directory of *slots*, a hash runs only while its thread holds an exclusive ``flock`` on
 one of that directory's lock files, so at most one hash per two CPUs runs machine-wide rather
 than that many per process.
 
-The hashing threads also run at a lower CPU priority (Linux niceness is per thread and
-inherited by the lane threads libargon2 starts): one hash with four lanes would otherwise
-occupy both cores for its ~85 ms and every other request would queue behind it. Logins then
-take the CPU that requests leave idle, so a burst of logins slows logins, not the API.
+Each hash computes its lanes on one thread (``argon2_one_core``), so it occupies one core, never
+both; the hashing threads also run at a lower CPU priority (Linux niceness is per thread).
+Logins then take the CPU that requests leave idle, so a burst of logins slows logins, not the
+API.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from albatross.adapters import argon2_one_core
 
 T = TypeVar("T")
 
@@ -117,7 +119,7 @@ class Argon2PasswordHasher:
         self._dummy: str | None = None
 
     async def hash(self, password: str) -> str:
-        return await self._run(self._hasher.hash, password)
+        return await self._run(self._hash_sync, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
         return await self._run(self._verify_sync, password_hash, password)
@@ -137,7 +139,17 @@ class Argon2PasswordHasher:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def _hash_sync(self, password: str) -> str:
+        p = self.params
+        return argon2_one_core.hash_password(
+            password, time_cost=p.time_cost, memory_cost_kib=p.memory_cost_kib,
+            parallelism=p.parallelism, hash_len=p.hash_len, salt_len=p.salt_len)
+
     def _verify_sync(self, password_hash: str, password: str) -> bool:
+        try:
+            return argon2_one_core.verify_password(password_hash, password)
+        except InvalidHashError:
+            pass  # not argon2id with a version: argon2-cffi knows the other variants
         try:
             return self._hasher.verify(password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
