@@ -67,12 +67,12 @@ def lose_replies(store: JetStreamEventStore, count: int,
     deliver = requests._on_reply
     lost: list[str] = []
 
-    async def on_reply(msg: Msg) -> None:
+    def on_reply(msg: Msg) -> None:
         if len(lost) < count:
             lost.append(msg.subject)
             after_loss()
             return
-        await deliver(msg)
+        deliver(msg)
 
     requests._on_reply = on_reply  # type: ignore[method-assign]
     return lost

@@ -10,7 +10,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
+from nats.errors import MaxPayloadError, NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from albatross.adapters.jetstream.requests import NotConnected, Requests
@@ -107,5 +107,22 @@ async def test_a_request_is_written_at_once_not_by_the_next_flush(nc: NATS) -> N
             pending.send(None)
         assert nc.pending_data_size == 0
         pending.close()
+    finally:
+        await requests.close()
+
+
+async def test_what_the_lean_frame_leaves_out_goes_through_nats_py(nc: NATS) -> None:
+    async def echo(msg: Msg) -> None:
+        await nc.publish(msg.reply, msg.data, headers={"Seen": msg.headers["Name"]})
+
+    await nc.subscribe("requests.unusual", cb=echo)
+    requests = Requests(nc)
+    try:
+        reply = await requests.request("requests.unusual", b"x", timeout=5,
+                                       headers={"Name": "Zo\u00eb"})
+        assert reply.headers is not None
+        assert reply.headers["Seen"] == "Zo\u00eb"
+        with pytest.raises(MaxPayloadError):
+            await requests.request("requests.unusual", b"x" * (nc.max_payload + 1), timeout=5)
     finally:
         await requests.close()
