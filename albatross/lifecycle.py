@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -184,6 +185,22 @@ async def _run_serve(serve: Serve, *, name: str, cancel_after: float | None,
         for signum, old in previous.items():
             if old is not None:
                 signal.signal(signum, old)
+
+
+def freeze_startup_objects() -> int:
+    """Leave what start-up built (modules, clients, caches' scaffolding) out of full collections.
+
+    Called once a service is ready. The cyclic collector's full passes otherwise walk every
+    object the process holds: in the gateway, ~60,000 of them in 30-45 ms, two or three times
+    a second under load, because requests in flight survive the young collections and push
+    the full ones (a pause every request in flight waits for). After the freeze a full pass
+    walks only what was made since, ~5,000 objects in ~3 ms (docs/performance.md, "Gateway").
+    Frozen objects are still freed by reference counting; only cycles among them would be
+    kept, and start-up makes those once. Returns how many objects were frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def _loop_factory(use_uvloop: bool) -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -13,7 +13,13 @@ from prometheus_client import CollectorRegistry
 
 from albatross.adapters.jetstream.topology import topology_for
 from albatross.config import ConfigError, Settings
-from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
+from albatross.lifecycle import (
+    Shutdown,
+    StartupError,
+    connect_dependency,
+    freeze_startup_objects,
+    run_main,
+)
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import OpsEndpoints, scraped_registry
 from albatross.services.gateway.app import create_app
@@ -97,6 +103,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror}") from exc
         log.info("gateway listening", host=settings.http_host, port=settings.http_port)
+        freeze_startup_objects()
         await shutdown.wait()
         log.info("gateway stopping", reason=shutdown.reason)
         stopping.set()

@@ -19,7 +19,13 @@ from prometheus_client import CollectorRegistry
 
 from albatross.adapters.jetstream.topology import topology_for
 from albatross.config import ConfigError, Settings
-from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
+from albatross.lifecycle import (
+    Shutdown,
+    StartupError,
+    connect_dependency,
+    freeze_startup_objects,
+    run_main,
+)
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import OpsEndpoints
 from albatross.services.gateway.container import jetstream_auth
@@ -95,6 +101,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
                 raise StartupError(f"cannot listen on {settings.http_host}:"
                                    f"{settings.notifier_port}: {exc}") from exc
             log.info("listening", host=settings.http_host, port=settings.notifier_port)
+            freeze_startup_objects()
             await shutdown.wait()
             log.info("stopping", reason=shutdown.reason)
             stopping.set()

@@ -19,7 +19,13 @@ from albatross.adapters.postgres.migrations import apply_migrations
 from albatross.adapters.postgres.pool import Pool, create_pool
 from albatross.config import ConfigError, Settings
 from albatross.domain.aggregates import default_registry
-from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run_main
+from albatross.lifecycle import (
+    Shutdown,
+    StartupError,
+    connect_dependency,
+    freeze_startup_objects,
+    run_main,
+)
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import OpsEndpoints, ReadinessCheck, serve_ops
 from albatross.services.projector.consumer import INBOX_PREFIX
@@ -74,6 +80,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
             raise StartupError(f"cannot listen on port {settings.projector_port}: {exc}") from exc
         ports = [address[1] for address in runner.addresses]
         log.info("projector started", ops_ports=ports, migrations_applied=applied)
+        freeze_startup_objects()
         projector = Projector(nc, dsn, EventCodec(default_registry()), metrics,
                               events_stream=topology.events_stream,
                               changes_stream=topology.changes_stream)
