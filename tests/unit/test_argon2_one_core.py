@@ -87,7 +87,10 @@ async def test_the_hasher_verifies_other_argon2_variants_through_argon2_cffi() -
         assert await hasher.verify(argon2i, "old password")
         assert not await hasher.verify(argon2i, "another")
         assert not await hasher.verify("not a hash", "old password")
-        assert await hasher.verify(await hasher.hash("new password"), "new password")
+        fresh = await hasher.hash("new password")
+        assert await hasher.verify(fresh, "new password")
+        assert not hasher.needs_rehash(fresh)  # argon2-cffi reads our parameters as its own
+        assert hasher.needs_rehash(argon2i)
     finally:
         hasher.close()
 
