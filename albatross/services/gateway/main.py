@@ -17,8 +17,8 @@ from albatross.lifecycle import (
     Shutdown,
     StartupError,
     connect_dependency,
-    freeze_startup_objects,
     run_main,
+    tune_gc_for_serving,
 )
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import OpsEndpoints, scraped_registry
@@ -103,7 +103,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
             raise StartupError(f"cannot listen on {settings.http_host}:{settings.http_port}: "
                                f"{exc.strerror}") from exc
         log.info("gateway listening", host=settings.http_host, port=settings.http_port)
-        freeze_startup_objects()
+        tune_gc_for_serving()
         await shutdown.wait()
         log.info("gateway stopping", reason=shutdown.reason)
         stopping.set()

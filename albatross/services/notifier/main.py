@@ -23,8 +23,8 @@ from albatross.lifecycle import (
     Shutdown,
     StartupError,
     connect_dependency,
-    freeze_startup_objects,
     run_main,
+    tune_gc_for_serving,
 )
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import OpsEndpoints
@@ -101,7 +101,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
                 raise StartupError(f"cannot listen on {settings.http_host}:"
                                    f"{settings.notifier_port}: {exc}") from exc
             log.info("listening", host=settings.http_host, port=settings.notifier_port)
-            freeze_startup_objects()
+            tune_gc_for_serving()
             await shutdown.wait()
             log.info("stopping", reason=shutdown.reason)
             stopping.set()

@@ -23,8 +23,8 @@ from albatross.lifecycle import (
     Shutdown,
     StartupError,
     connect_dependency,
-    freeze_startup_objects,
     run_main,
+    tune_gc_for_serving,
 )
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import OpsEndpoints, ReadinessCheck, serve_ops
@@ -80,7 +80,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
             raise StartupError(f"cannot listen on port {settings.projector_port}: {exc}") from exc
         ports = [address[1] for address in runner.addresses]
         log.info("projector started", ops_ports=ports, migrations_applied=applied)
-        freeze_startup_objects()
+        tune_gc_for_serving()
         projector = Projector(nc, dsn, EventCodec(default_registry()), metrics,
                               events_stream=topology.events_stream,
                               changes_stream=topology.changes_stream)
