@@ -195,8 +195,8 @@ def tune_gc_for_serving() -> int:
     """Fit the cyclic garbage collector to a service that is ready to serve.
 
     *Start-up objects out of full collections.* A full pass otherwise walks every object the
-    process holds: in the gateway, ~60,000 of them in 30-45 ms, two or three times a second
-    under load, because requests in flight survive the young collections and push the full
+    process holds: in the gateway, ~60,000 of them in 30-45 ms, about once a second under
+    load, because requests in flight survive the young collections and push the full
     ones (a pause every request in flight waits for). After ``gc.freeze()`` a full pass walks
     only what was made since, ~5,000 objects in ~3 ms. Frozen objects are still freed by
     reference counting; only cycles among them would be kept, and start-up makes those once.
