@@ -32,6 +32,8 @@ MAX_DISTANCE_NM = 12_500.0
 LANDING_RATE_FPM = (-5_000.0, 1_000.0)
 # A report may be filed a little ahead of the clock of the server (client clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
+_NO_TIME = timedelta(0)
+_MINUTE = timedelta(minutes=1)
 
 
 class FlightDetails(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -128,11 +130,11 @@ def details_errors(details: FlightDetails, now: datetime) -> list[FieldError]:
     if errors and any(e.field in {"block_off_at", "block_on_at"} for e in errors):
         return errors
     block = d.block_on_at - d.block_off_at
-    if block <= timedelta(0):
+    if block <= _NO_TIME:
         errors.append(FieldError("block_on_at", "must be after block_off_at"))
     elif block > MAX_BLOCK:
         errors.append(FieldError("block_on_at", "a flight blocks at most 24 hours"))
-    elif not 1 <= d.flight_time_minutes <= block // timedelta(minutes=1):
+    elif not 1 <= d.flight_time_minutes <= block // _MINUTE:
         errors.append(FieldError("flight_time_minutes",
                                  "must be between 1 and the block time in minutes"))
     if d.block_on_at > now + CLOCK_SKEW:

@@ -31,6 +31,8 @@ AIRPORT_ICAO: Final = re.compile(r"^[A-Z]{4}$")
 AIRCRAFT_TYPE: Final = re.compile(r"^[A-Z0-9]{2,4}$")
 FLIGHT_NUMBER: Final = re.compile(r"^[A-Z0-9]{1,10}$")
 REGISTRATION: Final = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,8}[A-Z0-9])?$")
+# C0 control characters other than tab and line feed, which free text may hold.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f]")
 
 
 def normalise_email(email: str) -> str:
@@ -57,7 +59,7 @@ def text_errors(field: str, value: str | None, *, required: bool, max_len: int) 
         return [FieldError(field, "must not be blank")]
     if len(value) > max_len:
         return [FieldError(field, f"must be at most {max_len} characters long")]
-    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+    if _CONTROL.search(value):
         return [FieldError(field, "must not contain control characters")]
     return []
 

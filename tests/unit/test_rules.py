@@ -18,6 +18,7 @@ from albatross.domain.rules import (
     ROLES,
     TENANT_IATA,
     TENANT_ICAO,
+    TEXT_MAX,
     email_errors,
     normalise_email,
     password_errors,
@@ -169,6 +170,21 @@ def test_text_refuses_control_characters(value: str) -> None:
 
 def test_text_accepts_newlines_tabs_and_unicode() -> None:
     assert text_errors("remarks", "line 1\n\tline 2 ✈ Zürich", required=False, max_len=99) == []
+
+
+def test_text_refuses_exactly_the_c0_controls_but_tab_and_line_feed() -> None:
+    refused = {code for code in range(0x250)
+               if text_errors("remarks", f"a{chr(code)}b", required=False, max_len=99)}
+    assert refused == set(range(32)) - {ord("\t"), ord("\n")}
+
+
+def test_text_check_scans_a_long_text_anywhere() -> None:
+    # One regular-expression search over the whole text (a loop per character took ~100 us
+    # for a 2,000-character remark): a control character at either end is found.
+    text = "x" * (TEXT_MAX - 1)
+    assert text_errors("remarks", text + "\n", required=False, max_len=TEXT_MAX) == []
+    assert text_errors("remarks", text + "\x1f", required=False, max_len=TEXT_MAX) != []
+    assert text_errors("remarks", "\x1f" + text, required=False, max_len=TEXT_MAX) != []
 
 
 # Patterns ---------------------------------------------------------------------------------
