@@ -27,6 +27,7 @@ async def _nats_py_frame(subject: str, reply: str, data: bytes,
     ("a", {}, b""),
     ("a.b", {"K": ""}, b"x" * 70_000),
     ("a.b", {"Value-With-Spaces": "one two  three"}, b"\r\n"),
+    ("a.b", {"K": "x", "L": "~!"}, b"."),
 ])
 async def test_a_plain_request_is_framed_as_nats_py_frames_it(
         subject: str, headers: dict[str, str] | None, data: bytes) -> None:
@@ -42,6 +43,10 @@ async def test_a_plain_request_is_framed_as_nats_py_frames_it(
     ("a", {"Name With Space": "v"}),
     ("a", {"K": "line\r\nInjected: yes"}),
     ("a", {"K": " padded "}),
+    ("a", {"K": "padded "}),
+    ("a", {"K": " padded"}),
+    ("a", {"K": " "}),
+    ("a", {"K": "tab\tinside"}),
     ("a", {"K": "caf\u00e9"}),
 ])
 def test_anything_unusual_is_left_to_nats_py(subject: str,

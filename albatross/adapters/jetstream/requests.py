@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import re
 from collections.abc import Callable
@@ -43,7 +44,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 _NO_RESPONDERS = "503"
 _SUBJECT = re.compile(r"[!-~]+")  # printable ASCII without spaces
 _HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII without spaces or colons
-_HEADER_VALUE = re.compile(r"[ -~]*")  # one line of printable ASCII
+# One line of printable ASCII without leading or trailing spaces (nats-py would strip them).
+_HEADER_VALUE = re.compile(r"(?:[!-~](?:[ -~]*[!-~])?)?")
 
 
 class NotConnected(NatsError):
@@ -94,14 +96,19 @@ def publish_frame(subject: str, reply: str, data: bytes,
                                             len(data), data)
     lines = ["NATS/1.0\r\n"]
     for name, value in headers.items():
-        if not (_HEADER_NAME.fullmatch(name) and _HEADER_VALUE.fullmatch(value)
-                and value == value.strip()):
+        if not (_plain_header_name(name) and _HEADER_VALUE.fullmatch(value)):
             return None
         lines.append(f"{name}: {value}\r\n")
     lines.append("\r\n")
     block = "".join(lines).encode()
     return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject.encode(), reply.encode(), len(block),
                                                len(block) + len(data), block, data)
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_header_name(name: str) -> bool:
+    # Remembered: the names are the few the code uses, the values change with every message.
+    return _HEADER_NAME.fullmatch(name) is not None
 
 
 class _Dispatcher:
