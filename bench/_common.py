@@ -57,17 +57,37 @@ def _proc_cpu(pid: int) -> tuple[float, int]:
     return sum(int(f) for f in fields[11:15]) / _TICK, int(fields[1])
 
 
-def cpu_by_role(roots: Mapping[str, int | Sequence[int]]) -> dict[str, float]:
-    """CPU seconds used so far by each role's root processes (one pid or several, e.g. the
-    gateway's processes) and all their descendants (Linux /proc)."""
+def process_table() -> dict[int, tuple[float, int]]:
+    """pid -> (user+system CPU seconds, parent pid) of every process (Linux /proc)."""
     table: dict[int, tuple[float, int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
-            table[int(entry.name)] = _proc_cpu(int(entry.name))
+            table[int(entry.name)] = _proc_cpu(int(entry.name))  # (0, 0) once it is gone
+    return table
+
+
+def descendants(pid: int, table: Mapping[int, tuple[float, int]] | None = None) -> set[int]:
+    """Every process below ``pid`` (empty where there is no /proc)."""
+    children: dict[int, list[int]] = {}
+    for child, (_, parent) in (process_table() if table is None else table).items():
+        children.setdefault(parent, []).append(child)
+    found: set[int] = set()
+    stack = [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
+    return found
+
+
+def cpu_by_role(roots: Mapping[str, int | Sequence[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each role's root processes (one pid or several, e.g. the
+    gateway's processes) and all their descendants (Linux /proc)."""
+    table = process_table()
 
     def tree(pid: int) -> float:
-        return table.get(pid, (0.0, 0))[0] + sum(tree(child) for child, (_, parent)
-                                                in table.items() if parent == pid)
+        return sum(table.get(member, (0.0, 0))[0] for member in {pid, *descendants(pid, table)})
 
     return {role: sum(tree(pid) for pid in ((pids,) if isinstance(pids, int) else pids))
             for role, pids in roots.items()}

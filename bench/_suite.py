@@ -36,13 +36,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
 from bench import _table as table
+from bench._common import descendants, process_table
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -278,33 +279,6 @@ def stop_tree(process: subprocess.Popen[str], grace: float = STOP_GRACE_S) -> No
                 os.kill(pid, signal.SIGKILL)
 
 
-def descendants(pid: int) -> set[int]:
-    """Every process below ``pid`` (from /proc; empty where there is no /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in _proc_entries():
-        children.setdefault(entry[1], []).append(entry[0])
-    found: set[int] = set()
-    stack = [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
-    return found
-
-
-def _proc_entries() -> Iterator[tuple[int, int]]:
-    """(pid, parent pid) of every process."""
-    for path in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = path.read_text()
-        except OSError:
-            continue
-        # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-        fields = text[text.rfind(")") + 2:].split()
-        yield int(path.parent.name), int(fields[1])
-
-
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as handle:
@@ -328,7 +302,8 @@ def become_subreaper() -> bool:
 def reap_leftovers(keep: frozenset[int] = frozenset()) -> list[str]:
     """Stop the runner's children other than ``keep``: processes a finished bench left behind."""
     me = os.getpid()
-    left = [pid for pid, parent in _proc_entries() if parent == me and pid not in keep]
+    left = [pid for pid, (_, parent) in process_table().items()
+            if parent == me and pid not in keep]
     names = []
     for pid in left:
         names.append(_name(pid))

@@ -61,17 +61,10 @@ def py_spy() -> str:
     return found
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def summary(latencies: list[float], errors: int, seconds: float) -> dict[str, Any]:
     return {"rate": round(len(latencies) / seconds, 1), "errors": errors,
-            "p50_ms": round(percentile(latencies, 0.5) * 1000, 3),
-            "p99_ms": round(percentile(latencies, 0.99) * 1000, 3),
+            "p50_ms": round(_common().percentile(latencies, 50) * 1000, 3),
+            "p99_ms": round(_common().percentile(latencies, 99) * 1000, 3),
             "loadgen_cpu_s": round(time.process_time(), 2)}
 
 
