@@ -108,8 +108,8 @@ class Authenticator:
         self._decode_session = msgspec.json.Decoder(SessionRecord).decode
 
     async def authenticate(self, secret: str) -> Principal | None:
-        if not secret or len(secret) > MAX_SECRET_LEN:
-            return None
+        if not secret or len(secret) > MAX_SECRET_LEN or not secret.isascii():
+            return None  # every secret issued is ASCII; a header may carry any bytes
         digest = secret_hash(secret)
         cached = self._cache.get(digest)
         if cached is not None and cached.until > self._monotonic():

@@ -15,7 +15,7 @@ T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]*)`")
-_IF_MATCH = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+_IF_MATCH = re.compile(r'^\s*(?:W/)?"?([0-9]{1,18})"?\s*$')
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -47,12 +47,14 @@ async def decode_body(request: web.Request, struct: type[T]) -> T:
         # Bodies are overwhelmingly valid: one typed decode (the input structs forbid unknown
         # fields) answers them; anything it refuses is decoded again below for the details.
         return _typed_decoder(struct).decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         pass
     try:
         value: Any = msgspec.json.decode(raw)
     except msgspec.DecodeError:
         raise ApiError("malformed_request", "the body is not valid JSON") from None
+    except UnicodeDecodeError:  # msgspec's error for a string that is not UTF-8
+        raise ApiError("malformed_request", "the body is not valid UTF-8") from None
     if not isinstance(value, dict):
         raise ApiError("validation_failed", "the body must be a JSON object",
                        errors=[FieldProblem(field="", message="must be an object")])

@@ -190,7 +190,7 @@ def _min_sequence(request: web.Request) -> int | None:
     if raw is None:
         return None
     raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise ApiError("malformed_request", "Albatross-Min-Sequence must be a non-negative integer")
     return int(raw)
 

@@ -18,6 +18,7 @@ from albatross.application.credentials import secret_hash
 from albatross.application.principal import Principal
 from albatross.observability import get_logger
 from albatross.ports import StoreUnavailable
+from albatross.services.notifier.handshake import refuse_malformed_key
 from albatross.services.notifier.hub import Hub
 from albatross.services.notifier.metrics import NotifierMetrics
 from albatross.services.notifier.origin import OriginPolicy
@@ -97,6 +98,7 @@ class WebSocketEndpoint:
         if not self._origins.allows(request.headers.get("Origin"), request.host):
             self._metrics.origin_refused.inc()
             raise web.HTTPForbidden(text="Origin not allowed\n")
+        refuse_malformed_key(request)
         config = self._config
         ws = web.WebSocketResponse(
             heartbeat=config.heartbeat, compress=False,

@@ -21,6 +21,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from albatross.observability import get_logger
+from albatross.services.notifier.handshake import refuse_malformed_key
 from albatross.services.notifier.protocol import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
@@ -61,6 +62,7 @@ class WebSocketProxy:
         self._open: set[web.WebSocketResponse] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        refuse_malformed_key(request)  # before opening a connection upstream for nothing
         session = self._client_session()
         try:
             upstream = await session.ws_connect(
