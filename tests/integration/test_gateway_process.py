@@ -38,12 +38,14 @@ async def _bootstrapped(nats_url: str, database_url: str) -> dict[str, str]:
 
 
 async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServer,
-                                                           database_url: str) -> None:
+                                                           database_url: str,
+                                                           tmp_path: Path) -> None:
     env = await _bootstrapped(fresh_nats.url, database_url)
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "albatross.services.gateway.main",
-        env={**os.environ, **env, "ALBATROSS_HTTP_PORT": str(port)},
+        env={**os.environ, **env, "ALBATROSS_HTTP_PORT": str(port),
+             "ALBATROSS_WEB_DIR": str(tmp_path / "no-ui")},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -59,6 +61,8 @@ async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServe
                 assert (await response.json())["role"] == "PlatformAdmin"
             async with http.get(f"{base}/metrics") as response:
                 assert "albatross_http_requests_total" in await response.text()
+            async with http.get(f"{base}/") as response:
+                assert response.status == 404  # no UI built there: said at start-up (below)
         process.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(process.wait(), timeout=10)
         assert code == 0
@@ -69,6 +73,8 @@ async def test_gateway_serves_and_stops_cleanly_on_sigterm(fresh_nats: NatsServe
     out = (await process.stdout.read()).decode() if process.stdout else ""  # type: ignore[union-attr]
     assert PASSWORD not in out
     assert token not in out
+    assert '"web UI not served: no such directory"' in out
+    assert str(tmp_path / "no-ui") in out
 
 
 async def _listening(process: asyncio.subprocess.Process) -> asyncio.Task[bytes]:

@@ -87,6 +87,11 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
         await close_connections()
         raise StartupError(f"cannot open the JetStream buckets (run albatross-bootstrap "
                            f"first?): {exc!r}") from exc
+    if not settings.web_dir.is_dir():
+        # Otherwise the only sign is a 404 at "/" (ALBATROSS_WEB_DIR is relative to the cwd).
+        log.warning("web UI not served: no such directory", web_dir=str(settings.web_dir),
+                    resolved=str(settings.web_dir.resolve()),
+                    fix="build it (make web) or set ALBATROSS_WEB_DIR")
     app = create_app(deps, body_timeout=settings.http_body_timeout)
     # aiohttp closes a connection that has not sent a complete request head within the
     # keep-alive timeout (from the connection's start, and between requests): that is the
