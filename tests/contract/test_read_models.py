@@ -656,3 +656,31 @@ async def test_every_list_query_walks_an_index_in_order(database_url: str) -> No
         assert "Sort" not in plan, plan
         assert "Seq Scan" not in plan, plan
         assert "Index" in plan, plan
+
+
+# Input no row can hold ----------------------------------------------------------------------
+
+async def test_an_id_with_a_nul_character_matches_nothing(harness: Harness) -> None:
+    """PostgreSQL text cannot hold NUL: such an id names nothing, like any unknown id (a
+    statement binding it would be refused by the server, which the gateway answered 500)."""
+    w = await fed(harness)
+    m = harness.models
+    admin = w.principal("pa")
+    for bad in ("\x00", "r-1\x00", "p-a1\x00x"):
+        assert await m.get_tenant(admin, bad) is None
+        assert await m.get_user(admin, bad) is None
+        assert await m.get_pirep(admin, bad) is None
+        assert await m.pirep_history(admin, bad) is None
+        keys = await m.list_api_keys(admin, bad, limit=50, cursor=None)
+        assert keys.items == []
+        users = await m.list_users(admin, tenant_id=bad, role=None, limit=50, cursor=None)
+        assert users.items == []
+        pireps = await m.list_pireps(admin, status=None, pilot_id=bad, tenant_id=None,
+                                     limit=50, cursor=None)
+        assert pireps.items == []
+        pireps = await m.list_pireps(admin, status=None, pilot_id=None, tenant_id=bad,
+                                     limit=50, cursor=None)
+        assert pireps.items == []
+    # The same calls with real ids do find what the world holds.
+    assert await m.get_pirep(admin, "r-1") is not None
+    assert (await m.list_api_keys(admin, "p-a1", limit=50, cursor=None)).items != []

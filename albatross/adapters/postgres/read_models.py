@@ -66,6 +66,11 @@ class _Query:
         return f"${len(self.args)}"
 
     def eq(self, column: str, value: Any) -> None:
+        if isinstance(value, str) and "\x00" in value:
+            # PostgreSQL text cannot hold NUL, so nothing stored equals this value; sent as a
+            # parameter, the server would refuse the whole statement instead.
+            self.where.append("FALSE")
+            return
         self.where.append(f"{column} = {self.arg(value)}")
 
     def clause(self) -> str:
@@ -241,6 +246,8 @@ class PostgresReadModels:
 
     async def pirep_history(self, principal: Principal,
                             pirep_id: str) -> list[HistoryItem] | None:
+        if "\x00" in pirep_id:
+            return None  # no such PIREP (see _Query.eq); the statement below binds it twice
         query = _Query(principal)
         query.eq("p.id", pirep_id)
         _scope_tenant(query, principal, "p.tenant_id")
