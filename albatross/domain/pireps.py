@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -32,6 +32,9 @@ MAX_DISTANCE_NM = 12_500.0
 LANDING_RATE_FPM = (-5_000.0, 1_000.0)
 # A report may be filed a little ahead of the clock of the server (client clock skew).
 CLOCK_SKEW = timedelta(minutes=5)
+# No report describes a flight before this; it also keeps every block time convertible to UTC
+# (year 1 at +14:00 is not, in Python or PostgreSQL, and stopped the projection).
+EARLIEST_BLOCK = datetime(1970, 1, 1, tzinfo=UTC)
 _NO_TIME = timedelta(0)
 _MINUTE = timedelta(minutes=1)
 
@@ -127,6 +130,8 @@ def details_errors(details: FlightDetails, now: datetime) -> list[FieldError]:
     for name, moment in (("block_off_at", d.block_off_at), ("block_on_at", d.block_on_at)):
         if moment.tzinfo is None:
             errors.append(FieldError(name, "must carry a time zone (RFC 3339)"))
+        elif moment < EARLIEST_BLOCK:
+            errors.append(FieldError(name, "must not be before 1970-01-01T00:00:00Z"))
     if errors and any(e.field in {"block_off_at", "block_on_at"} for e in errors):
         return errors
     block = d.block_on_at - d.block_off_at

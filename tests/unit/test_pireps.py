@@ -174,6 +174,29 @@ def test_both_naive_datetimes_refused() -> None:
                           block_on_at=ON.replace(tzinfo=None))) == ["block_off_at", "block_on_at"]
 
 
+def test_block_times_from_1970_on_are_accepted_earlier_ones_refused() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    accepted(submit(block_off_at=epoch, block_on_at=epoch + timedelta(hours=1),
+                    flight_time_minutes=60))
+    early = epoch - timedelta(seconds=1)
+    assert refused(submit(block_off_at=early, block_on_at=early + timedelta(hours=1),
+                          flight_time_minutes=60)) == ["block_off_at"]
+    # 1970-01-01T08:00 at +09:00 is 1969-12-31T23:00 UTC: the instant counts, not the digits.
+    tokyo = timezone(timedelta(hours=9))
+    off = datetime(1970, 1, 1, 8, 0, tzinfo=tokyo)
+    assert refused(submit(block_off_at=off, block_on_at=off + timedelta(hours=2),
+                          flight_time_minutes=60)) == ["block_off_at"]
+
+
+def test_a_block_time_that_has_no_utc_instant_is_refused_not_raised() -> None:
+    # Year 1 at +14:00 lies before datetime.min in UTC: converting it overflows (the
+    # projection's database driver raised on it and the projector retried forever).
+    far = timezone(timedelta(hours=14))
+    off = datetime(1, 1, 1, 0, 0, tzinfo=far)
+    assert refused(submit(block_off_at=off, block_on_at=off + timedelta(hours=1),
+                          flight_time_minutes=60)) == ["block_off_at", "block_on_at"]
+
+
 def test_block_on_up_to_five_minutes_ahead_is_tolerated() -> None:
     off = NOW - timedelta(hours=2)
     accepted(submit(block_off_at=off, block_on_at=NOW))
