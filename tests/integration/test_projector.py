@@ -15,12 +15,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -464,6 +465,39 @@ async def test_poison_events_are_recorded_and_skipped(fresh_nats: NatsServer, nc
         (unknown.seq, "albatross.events.platform.tenant.bad2")]
     assert "Mystery" in rows[1]["reason"]
     assert tenant == "Good"
+
+
+async def test_an_event_the_database_refuses_is_poison_not_a_halt(fresh_nats: NatsServer,
+                                                                   nc: NATS, dsn: str) -> None:
+    """An event that decodes but that PostgreSQL (or its driver) refuses, here a block time
+    with no UTC instant (year 1 at +14:00; the domain refuses it now, an older event or
+    another writer may not), fails its whole batch every time: the projector applies that
+    batch event by event, records the refused one as poison and goes on."""
+    load = load_for(nc)
+    await load.append(StreamId("tenant", "tz"), TenantCreated(
+        tenant_id="tz", name="TZ", icao="TZA", iata=None))
+    await load.append(StreamId("user", "pz", "tz"), UserRegistered(
+        user_id="pz", email="pz@x.io", display_name="P", role="Pilot", tenant_id="tz",
+        must_change_password=False))
+    good = details()
+    off = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
+    bad = msgspec.structs.replace(good, block_off_at=off, block_on_at=off + timedelta(hours=1))
+    sequences = {}
+    for pid, flight in (("before", good), ("bad", bad), ("after", good)):
+        sequences[pid] = await load.append(StreamId("pirep", pid, "tz"), PirepSubmitted(
+            pirep_id=pid, tenant_id="tz", pilot_id="pz", details=flight))
+    async with projector_in_process(fresh_nats.url, dsn) as projector:
+        await wait_checkpoint(dsn, sequences["after"], 15)
+        assert projector._metrics.poison._value.get() == 1
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch("SELECT sequence, reason FROM read_model.poison_events")
+        projected = await connection.fetch("SELECT id FROM read_model.pireps ORDER BY id")
+    finally:
+        await connection.close()
+    assert [r["sequence"] for r in rows] == [sequences["bad"]]
+    assert "refused by the read-model database" in rows[0]["reason"]
+    assert [r["id"] for r in projected] == ["after", "before"]
 
 
 async def test_a_standby_takes_over_within_five_seconds(fresh_nats: NatsServer, nc: NATS,

@@ -14,13 +14,14 @@ import contextlib
 import time
 from datetime import UTC, datetime
 
+import asyncpg
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 from nats.js.errors import Error as JetStreamError
 
 from albatross.adapters.codec import EventCodec
-from albatross.adapters.postgres.applier import BatchApplier
+from albatross.adapters.postgres.applier import BatchApplier, Poison
 from albatross.adapters.postgres.migrations import READ_MODEL_SCHEMA
 from albatross.adapters.postgres.pool import connect
 from albatross.observability import get_logger
@@ -31,6 +32,16 @@ from albatross.services.projector.outbox import OutboxPublisher
 
 _log = get_logger(__name__)
 _ERROR_PAUSE = 0.5
+
+
+def refused_as_data(exc: BaseException) -> bool:
+    """Whether a failed batch failed for what it holds rather than for the moment.
+
+    PostgreSQL's data exceptions (SQLSTATE class 22) and a value the driver cannot encode
+    (asyncpg raises a ValueError) fail the same way however often they are retried; a lost
+    connection, a timeout or a moved checkpoint does not.
+    """
+    return isinstance(exc, asyncpg.exceptions.DataError | ValueError)
 
 
 async def _discard(fetch: asyncio.Future[list[Msg]] | None) -> None:
@@ -126,7 +137,17 @@ class Projector:
                     continue
                 prefetch = asyncio.ensure_future(self._consumer.fetch())
                 try:
-                    checkpoint = await self._apply(leadership, delivery)
+                    try:
+                        checkpoint = await self._apply(leadership, delivery)
+                    except Exception as exc:
+                        if not refused_as_data(exc) or not leadership.held():
+                            raise
+                        await _discard(prefetch)
+                        prefetch = None
+                        _log.error("batch refused as data; applying its events one by one",
+                                   error=repr(exc))
+                        await self._apply_one_by_one(leadership, delivery)
+                        checkpoint = await self._recover(leadership, stop, "batch isolated")
                 except Exception as exc:
                     # The batch may have committed without its rows reaching the publisher;
                     # before any later batch does, the publisher goes back to the table.
@@ -140,6 +161,22 @@ class Projector:
                     checkpoint = await self._recover(leadership, stop, "batch error")
         finally:
             await _discard(prefetch)
+
+    async def _apply_one_by_one(self, leadership: Leadership, delivery: Delivery) -> None:
+        """Each event of a batch the database refused as data, alone: the one it refuses
+        again is recorded as poison and skipped (like an undecodable event), so that one bad
+        event does not stop the projection of every tenant. Raises on any other failure."""
+        for message, record in zip(delivery.messages, delivery.records, strict=True):
+            alone = Delivery([message], [record], in_order=True)
+            try:
+                await self._apply(leadership, alone)
+            except Exception as exc:
+                if not refused_as_data(exc):
+                    raise
+                refused = Poison(record.sequence, message.subject,
+                                 f"refused by the read-model database: {exc!r}"[:1000],
+                                 bytes(message.data))
+                await self._apply(leadership, Delivery([message], [refused], in_order=True))
 
     async def _apply(self, leadership: Leadership, delivery: Delivery) -> int:
         started = time.monotonic()
