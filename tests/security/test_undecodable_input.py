@@ -172,3 +172,14 @@ async def test_non_ascii_digits_are_not_a_version_we_issued() -> None:
         status, _ = await gw.call("POST", path, gw.admin_token, json={"decision": "accept"},
                                   headers={"If-Match": f'"{version}"'})
         assert status == 200
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "9" * 5000, "%D9%A1%D9%A0", "0010x", "1e2"])
+async def test_a_limit_that_is_not_ascii_digits_is_422(limit: str) -> None:
+    # "²" passes str.isdigit() but not int(); 5,000 digits pass both checks but not int()'s
+    # limit; Arabic-Indic "10" passes both and meant nothing here.
+    async with gateway() as gw:
+        status, body = await gw.call("GET", f"/api/pireps?limit={limit}", gw.admin_token)
+        assert status == 422, body
+        assert body["code"] == "validation_failed"
+        assert body["errors"][0]["field"] == "limit"

@@ -128,7 +128,9 @@ def page_params(request: web.Request) -> tuple[int, str | None]:
     raw = request.query.get("limit")
     limit = DEFAULT_LIMIT
     if raw is not None:
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        # ASCII digits only: str.isdigit also accepts "²" (which int() refuses) and other
+        # scripts' digits; and a few digits at most (int() refuses over 4,300).
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= MAX_LIMIT:
             raise ApiError("validation_failed", "limit must be 1..200",
                            errors=[FieldProblem(field="limit",
                                                 message=f"must be an integer 1..{MAX_LIMIT}")])
