@@ -104,6 +104,20 @@ async def test_a_body_that_is_not_utf8_is_400_and_stores_nothing(body: bytes) ->
         assert page["items"] == []
 
 
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000,
+                                  b'{"a":' * 3000 + b"1" + b"}" * 3000])
+async def test_a_body_nested_too_deeply_is_400(body: bytes) -> None:
+    # Well-formed JSON under the size limit, but deeper than msgspec's recursion limit: the
+    # generic decode (for a body the typed one refused) raised RecursionError.
+    async with gateway() as gw:
+        status, headers, answer = await exchange(
+            gw.client.host, gw.client.port,
+            request("POST", "/api/tenants",
+                    b"Authorization: Bearer %s\r\n" % gw.admin_token.encode(), body))
+        assert status == 400
+        assert problem_code(headers, answer) == "malformed_request"
+
+
 async def test_non_ascii_digits_are_not_a_sequence() -> None:
     async with gateway() as gw:
         status, headers, body = await exchange(

@@ -55,6 +55,8 @@ async def decode_body(request: web.Request, struct: type[T]) -> T:
         raise ApiError("malformed_request", "the body is not valid JSON") from None
     except UnicodeDecodeError:  # msgspec's error for a string that is not UTF-8
         raise ApiError("malformed_request", "the body is not valid UTF-8") from None
+    except RecursionError:  # ~1,000 nested arrays or objects: 2 KB of brackets
+        raise ApiError("malformed_request", "the body nests too deeply") from None
     if not isinstance(value, dict):
         raise ApiError("validation_failed", "the body must be a JSON object",
                        errors=[FieldProblem(field="", message="must be an object")])
