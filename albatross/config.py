@@ -139,7 +139,8 @@ SETTINGS_TABLE: tuple[SettingSpec, ...] = (
     SettingSpec("allowed_origins", "ALBATROSS_ALLOWED_ORIGINS", "", _origins,
                 "Extra WebSocket `Origin`s allowed, comma-separated (same-origin always is)."),
     SettingSpec("web_dir", "ALBATROSS_WEB_DIR", "web/dist", _path,
-                "Folder of the built web UI that the gateway serves at `/`."),
+                "Folder of the built web UI that the gateway serves at `/` (a relative path "
+                "is taken from the working directory; the gateway warns when it is missing)."),
     SettingSpec("log_level", "ALBATROSS_LOG_LEVEL", "info", _log_level,
                 "Minimum log level: debug, info, warning or error."),
     SettingSpec("dev_mode", "ALBATROSS_DEV", "false", _bool,
