@@ -14,6 +14,7 @@ poison event instead of crashing or blocking the stream.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -344,6 +345,11 @@ def _pirep_submitted(record: RecordedEvent, state: ProjectionState, wanted: bool
     if event.pirep_id in state.pireps:
         return _skip(f"PIREP {event.pirep_id} exists already")
     d = event.details
+    for name, moment in (("block_off_at", d.block_off_at), ("block_on_at", d.block_on_at)):
+        if not _has_utc_instant(moment):
+            # The domain refuses such times now (before 1970); an older event may hold one,
+            # and no read model can store it (PostgreSQL's driver converts to UTC).
+            return _skip(f"{name} {moment.isoformat()} has no UTC instant")
     pirep = PirepView(
         id=event.pirep_id, tenant_id=event.tenant_id, pilot_id=event.pilot_id, status="pending",
         flight_number=d.flight_number, departure=d.departure, arrival=d.arrival,
@@ -356,6 +362,14 @@ def _pirep_submitted(record: RecordedEvent, state: ProjectionState, wanted: bool
     state.put(pirep)
     return _done(record, wanted, ("pirep", pirep, pirep.tenant_id),
                  history=[_history(record, pirep.id)])
+
+
+def _has_utc_instant(moment: datetime) -> bool:
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 at +14:00 is before datetime.min in UTC
+        return False
+    return True
 
 
 def _pirep_reviewed(record: RecordedEvent, state: ProjectionState, wanted: bool) -> Projected:

@@ -15,13 +15,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NATS
@@ -469,30 +468,22 @@ async def test_poison_events_are_recorded_and_skipped(fresh_nats: NatsServer, nc
 
 async def test_an_event_the_database_refuses_is_poison_not_a_halt(fresh_nats: NatsServer,
                                                                    nc: NATS, dsn: str) -> None:
-    """An event that decodes but that PostgreSQL (or its driver) refuses, here a block time
-    with no UTC instant (year 1 at +14:00; the domain refuses it now, an older event or
-    another writer may not), fails its whole batch every time: the projector applies that
-    batch event by event, records the refused one as poison and goes on."""
+    """An event that decodes and projects but that PostgreSQL refuses, here a name with a NUL
+    character (text cannot hold one; the domain refuses it, another writer may not), fails
+    its whole batch every time: the projector applies that batch event by event, records the
+    refused one as poison and goes on."""
     load = load_for(nc)
-    await load.append(StreamId("tenant", "tz"), TenantCreated(
-        tenant_id="tz", name="TZ", icao="TZA", iata=None))
-    await load.append(StreamId("user", "pz", "tz"), UserRegistered(
-        user_id="pz", email="pz@x.io", display_name="P", role="Pilot", tenant_id="tz",
-        must_change_password=False))
-    good = details()
-    off = datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14)))
-    bad = msgspec.structs.replace(good, block_off_at=off, block_on_at=off + timedelta(hours=1))
     sequences = {}
-    for pid, flight in (("before", good), ("bad", bad), ("after", good)):
-        sequences[pid] = await load.append(StreamId("pirep", pid, "tz"), PirepSubmitted(
-            pirep_id=pid, tenant_id="tz", pilot_id="pz", details=flight))
+    for tid, name in (("before", "Before Air"), ("bad", "Bad\x00Air"), ("after", "After Air")):
+        sequences[tid] = await load.append(StreamId("tenant", tid), TenantCreated(
+            tenant_id=tid, name=name, icao="TZA", iata=None))
     async with projector_in_process(fresh_nats.url, dsn) as projector:
         await wait_checkpoint(dsn, sequences["after"], 15)
         assert projector._metrics.poison._value.get() == 1
     connection = await asyncpg.connect(dsn)
     try:
         rows = await connection.fetch("SELECT sequence, reason FROM read_model.poison_events")
-        projected = await connection.fetch("SELECT id FROM read_model.pireps ORDER BY id")
+        projected = await connection.fetch("SELECT id FROM read_model.tenants ORDER BY id")
     finally:
         await connection.close()
     assert [r["sequence"] for r in rows] == [sequences["bad"]]

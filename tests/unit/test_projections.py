@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import msgspec
+import pytest
 
 from albatross.application.projections import (
     Projected,
@@ -171,6 +172,24 @@ def test_inapplicable_events_are_skipped_without_touching_state() -> None:
         assert out.changes == []
     assert (dict(feed.state.users), dict(feed.state.tenants)) == before
     assert feed.state.tenants["t1"].pilot_count == 1
+
+
+@pytest.mark.parametrize("moment", [
+    datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=14))),  # before datetime.min
+    datetime(9999, 12, 31, 20, 0, tzinfo=timezone(timedelta(hours=-14))),  # after .max
+])
+def test_a_pirep_whose_block_time_has_no_utc_instant_is_skipped(moment: datetime) -> None:
+    # No read model can store it (asyncpg converts to UTC and raised for the whole batch).
+    feed = world()
+    bad = msgspec.structs.replace(details(), block_off_at=moment, block_on_at=moment)
+    out = feed("t1", "pirep", "r9", PirepSubmitted(pirep_id="r9", tenant_id="t1",
+                                                   pilot_id="u1", details=bad))
+    assert out.skipped is not None
+    assert "no UTC instant" in out.skipped
+    assert "r9" not in feed.state.pireps
+    fine = feed("t1", "pirep", "r10", PirepSubmitted(pirep_id="r10", tenant_id="t1",
+                                                     pilot_id="u1", details=details()))
+    assert fine.skipped is None
 
 
 def test_a_review_twice_is_skipped() -> None:
