@@ -13,7 +13,8 @@ from albatross.services.projector.runner import refused_as_data
     asyncpg.exceptions.DataError("data exception"),
     asyncpg.exceptions.DatetimeFieldOverflowError("date/time field value out of range"),
     asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence"),
-    ValueError("invalid input for query argument $32"),  # the driver's own, before sending
+    # The driver's own, raised before sending (its class is not public).
+    asyncpg.exceptions._base.DataError("invalid input for query argument $32"),
 ])
 def test_what_the_data_causes_is_refused_as_data(exc: BaseException) -> None:
     assert refused_as_data(exc)
@@ -26,6 +27,7 @@ def test_what_the_data_causes_is_refused_as_data(exc: BaseException) -> None:
     TimeoutError(),
     OSError("connection reset"),
     CheckpointMoved("the checkpoint is no longer 7"),
+    ValueError("a bug of ours"),  # would poison every event instead of stopping
 ])
 def test_what_the_moment_causes_is_retried(exc: BaseException) -> None:
     assert not refused_as_data(exc)

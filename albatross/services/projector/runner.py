@@ -38,10 +38,14 @@ def refused_as_data(exc: BaseException) -> bool:
     """Whether a failed batch failed for what it holds rather than for the moment.
 
     PostgreSQL's data exceptions (SQLSTATE class 22) and a value the driver cannot encode
-    (asyncpg raises a ValueError) fail the same way however often they are retried; a lost
-    connection, a timeout or a moved checkpoint does not.
+    (asyncpg raises a ValueError of its own) fail the same way however often they are
+    retried; a lost connection, a timeout or a moved checkpoint does not. A ValueError from
+    anywhere else is left to the retry: a bug that failed every event must stop the
+    projection, not turn every event into poison.
     """
-    return isinstance(exc, asyncpg.exceptions.DataError | ValueError)
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        return True
+    return isinstance(exc, ValueError) and type(exc).__module__.startswith("asyncpg.")
 
 
 async def _discard(fetch: asyncio.Future[list[Msg]] | None) -> None:
