@@ -7,7 +7,7 @@ reads see writes at once unless a test turns that off to exercise read-your-writ
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +29,7 @@ from albatross.application.setup import create_first_admin
 from albatross.application.throttle import LoginThrottle
 from albatross.domain.aggregates import default_registry
 from albatross.ops_http import OpsEndpoints
-from albatross.ports import AppendRequest, AppendResult
+from albatross.ports import AppendRequest, AppendResult, ReadModels
 from albatross.services.gateway.app import create_app
 from albatross.services.gateway.deps import GatewayDeps
 
@@ -47,17 +47,23 @@ class TickingClock(FixedClock):
         return moment
 
 
+CatchUp = Callable[[InMemoryEventStore], Awaitable[object]]
+
+
 class ProjectingStore(TrackingEventStore):
-    def __init__(self, inner: InMemoryEventStore, read_models: InMemoryReadModels) -> None:
+    """Projects every append before answering it (``catch_up``: the read models' own, or
+    one that feeds another adapter)."""
+
+    def __init__(self, inner: InMemoryEventStore, catch_up: CatchUp) -> None:
         super().__init__(inner)
         self.inner = inner
-        self.read_models = read_models
+        self._catch_up = catch_up
         self.auto_project = True
 
     async def append(self, request: AppendRequest) -> AppendResult:
         result = await super().append(request)
         if self.auto_project:
-            await self.read_models.catch_up(self.inner)
+            await self._catch_up(self.inner)
         return result
 
 
@@ -65,7 +71,7 @@ class ProjectingStore(TrackingEventStore):
 class Gateway:
     client: TestClient[Any, Any]
     store: ProjectingStore
-    read_models: InMemoryReadModels
+    read_models: Any  # InMemoryReadModels unless the caller passed other read models
     clock: TickingClock
     deps: GatewayDeps
     repos: Repositories
@@ -133,11 +139,16 @@ def pirep_body(**overrides: Any) -> dict[str, Any]:
 
 @asynccontextmanager
 async def gateway(*, cache_ttl: float = 0.0, session_ttl: timedelta = timedelta(hours=12),
-                  admin_must_change: bool = False) -> AsyncIterator[Gateway]:
+                  admin_must_change: bool = False, read_models: ReadModels | None = None,
+                  catch_up: CatchUp | None = None) -> AsyncIterator[Gateway]:
+    """The gateway on in-memory adapters; ``read_models`` with the ``catch_up`` feeding them
+    replace the in-memory read models (e.g. PostgreSQL's)."""
     clock = TickingClock(NOW)
     ids = UuidV7Ids()
-    read_models = InMemoryReadModels()
-    store = ProjectingStore(InMemoryEventStore(EventCodec(default_registry())), read_models)
+    if read_models is None or catch_up is None:
+        memory = InMemoryReadModels()
+        read_models, catch_up = memory, memory.catch_up
+    store = ProjectingStore(InMemoryEventStore(EventCodec(default_registry())), catch_up)
     repos = Repositories(store, InMemorySnapshotStore())
     hasher = Argon2PasswordHasher(TEST_ONLY_CHEAP, max_concurrency=2)
     sessions = InMemoryKeyValue(clock, session_ttl)
