@@ -145,6 +145,8 @@ async def gateway(*, cache_ttl: float = 0.0, session_ttl: timedelta = timedelta(
     replace the in-memory read models (e.g. PostgreSQL's)."""
     clock = TickingClock(NOW)
     ids = UuidV7Ids()
+    if (read_models is None) != (catch_up is None):
+        raise ValueError("read_models and the catch_up that feeds them go together")
     if read_models is None or catch_up is None:
         memory = InMemoryReadModels()
         read_models, catch_up = memory, memory.catch_up
