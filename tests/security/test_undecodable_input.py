@@ -20,13 +20,7 @@ from prometheus_client import CollectorRegistry
 from albatross.application.principal import Principal
 from albatross.ops_http import OpsEndpoints
 from albatross.services.gateway.app import create_app
-from albatross.services.notifier.app import NotifierDeps
-from albatross.services.notifier.app import create_app as create_notifier_app
-from albatross.services.notifier.jetstream import (
-    JetStreamChangeFeed,
-    JetStreamRevocationSignals,
-)
-from tests.integration.test_notifier_support import TOPOLOGY, FakeAuthenticator, connected
+from tests.integration.test_notifier_support import FakeAuthenticator, connected, notifier
 from tests.unit.test_gateway_harness import gateway, pirep_body
 
 # A WebSocket upgrade whose Sec-WebSocket-Key is not ASCII (aiohttp's own check raises
@@ -147,21 +141,10 @@ async def test_the_gateway_relay_refuses_a_non_ascii_websocket_key() -> None:
 
 
 async def test_the_notifier_refuses_a_non_ascii_websocket_key(nats_url: str) -> None:
-    registry = CollectorRegistry()
-    async with connected(nats_url) as conn:
-        deps = NotifierDeps(
-            authenticator=FakeAuthenticator({"tok": Principal("p", "Pilot", "t")}),
-            feed=JetStreamChangeFeed(conn.js, TOPOLOGY.changes_stream),
-            signals=JetStreamRevocationSignals(conn.nc,
-                                               sessions_bucket=TOPOLOGY.sessions_bucket),
-            registry=registry, ops=OpsEndpoints(registry))
-        server = TestServer(create_notifier_app(deps))
-        await server.start_server()
-        try:
-            status, _headers, body = await exchange(server.host, server.port,
-                                                    BAD_KEY_UPGRADE)
-        finally:
-            await server.close()
+    async with connected(nats_url) as conn, notifier(
+            conn, FakeAuthenticator({"tok": Principal("p", "Pilot", "t")})) as running:
+        status, _headers, body = await exchange(running.server.host, running.server.port,
+                                                BAD_KEY_UPGRADE)
     assert status == 400
     assert b"Handshake error" in body
 
