@@ -66,15 +66,19 @@ class _Query:
         return f"${len(self.args)}"
 
     def eq(self, column: str, value: Any) -> None:
-        if isinstance(value, str) and "\x00" in value:
-            # PostgreSQL text cannot hold NUL, so nothing stored equals this value; sent as a
-            # parameter, the server would refuse the whole statement instead.
+        if _never_stored(value):
             self.where.append("FALSE")
             return
         self.where.append(f"{column} = {self.arg(value)}")
 
     def clause(self) -> str:
         return " AND ".join(self.where)
+
+
+def _never_stored(value: object) -> bool:
+    """A text with NUL: PostgreSQL cannot hold one, so nothing stored equals it, and sent as
+    a parameter it would make the server refuse the whole statement."""
+    return isinstance(value, str) and "\x00" in value
 
 
 def _scoped(schema: str, inner: str) -> str:
@@ -246,8 +250,8 @@ class PostgresReadModels:
 
     async def pirep_history(self, principal: Principal,
                             pirep_id: str) -> list[HistoryItem] | None:
-        if "\x00" in pirep_id:
-            return None  # no such PIREP (see _Query.eq); the statement below binds it twice
+        if _never_stored(pirep_id):
+            return None  # no such PIREP; the statement below binds it a second time
         query = _Query(principal)
         query.eq("p.id", pirep_id)
         _scope_tenant(query, principal, "p.tenant_id")

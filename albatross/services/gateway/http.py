@@ -126,17 +126,27 @@ def query_choice(request: web.Request, name: str, literal: Any) -> Any:
     return value
 
 
+def ascii_number(raw: str, max_digits: int) -> int | None:
+    """``raw`` as an integer if it is 1 to ``max_digits`` ASCII digits, else None.
+
+    ``str.isdigit`` alone also accepts "²" (which ``int()`` refuses) and other scripts'
+    digits (which it reads), and ``int()`` refuses more than 4,300 digits.
+    """
+    if raw.isascii() and raw.isdigit() and len(raw) <= max_digits:
+        return int(raw)
+    return None
+
+
 def page_params(request: web.Request) -> tuple[int, str | None]:
     raw = request.query.get("limit")
     limit = DEFAULT_LIMIT
     if raw is not None:
-        # ASCII digits only: str.isdigit also accepts "²" (which int() refuses) and other
-        # scripts' digits; and a few digits at most (int() refuses over 4,300).
-        if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= MAX_LIMIT:
+        number = ascii_number(raw, 6)
+        if number is None or not 1 <= number <= MAX_LIMIT:
             raise ApiError("validation_failed", "limit must be 1..200",
                            errors=[FieldProblem(field="limit",
                                                 message=f"must be an integer 1..{MAX_LIMIT}")])
-        limit = int(raw)
+        limit = number
     return limit, query_str(request, "cursor")
 
 

@@ -31,6 +31,7 @@ from albatross.observability import (
     open_log_fields,
 )
 from albatross.services.gateway.deps import DEPS, PRINCIPAL, REQUEST_ID, SECRET
+from albatross.services.gateway.http import ascii_number
 from albatross.services.gateway.problems import ApiError, known_problem, problem_response
 from albatross.services.gateway.routes import Operation
 
@@ -189,10 +190,10 @@ def _min_sequence(request: web.Request) -> int | None:
     raw = request.headers.get("Albatross-Min-Sequence")
     if raw is None:
         return None
-    raw = raw.strip()
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+    sequence = ascii_number(raw.strip(), 18)
+    if sequence is None:
         raise ApiError("malformed_request", "Albatross-Min-Sequence must be a non-negative integer")
-    return int(raw)
+    return sequence
 
 
 def operation_handler(operation: Operation) -> Handler:
