@@ -80,6 +80,37 @@ async def test_unknown_routes_and_methods_are_problems() -> None:
         assert_problem(status, body, 405, "method_not_allowed")
 
 
+async def test_head_answers_every_get_operation_with_its_headers_and_no_body() -> None:
+    async with gateway() as gw:
+        user_id, token, _key = await gw.pilot_with_api_key()
+        status, created = await gw.call("POST", "/api/pireps", token, json=pirep_body())
+        assert status == 201, created
+        auth = {"Authorization": f"Bearer {token}"}
+        for path in ("/api/me", f"/api/pireps/{created['id']}", "/api/pireps",
+                     f"/api/users/{user_id}", f"/api/pireps/{created['id']}/history"):
+            got = await gw.client.get(path, headers=auth)
+            assert got.status == 200, path
+            body = await got.read()
+            head = await gw.client.head(path, headers=auth)
+            assert head.status == 200, path
+            assert await head.read() == b"", path
+            for name in ("Content-Type", "ETag", "Cache-Control"):
+                assert head.headers.get(name) == got.headers.get(name), (path, name)
+            assert head.headers.get("Content-Length") in (None, str(len(body))), path
+        # HEAD goes through the same authentication and scoping as GET.
+        head = await gw.client.head("/api/me")
+        assert head.status == 401
+        assert await head.read() == b""
+        _, other_token, _ = await gw.pilot_with_api_key()
+        head = await gw.client.head(f"/api/pireps/{created['id']}",
+                                    headers={"Authorization": f"Bearer {other_token}"})
+        assert head.status == 404
+        # Only where GET is served: HEAD on a command is still 405, with its Allow.
+        head = await gw.client.head("/api/auth/login")
+        assert head.status == 405
+        assert head.headers["Allow"] == "POST"
+
+
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer nope", "Basic abc",
                                     "Bearer albs_forged", "Bearer alb_forged"])
 async def test_missing_or_bad_credentials_are_401(header: str | None) -> None:

@@ -30,8 +30,12 @@ def create_app(deps: GatewayDeps, *,
     app[DEPS] = deps
     add_security_headers(app, docs_html=DOCS_HTML)
     for operation in OPERATIONS:
-        app.router.add_route(operation.method, API + operation.path,
-                             operation_handler(operation))
+        handler = operation_handler(operation)
+        app.router.add_route(operation.method, API + operation.path, handler)
+        if operation.method == "GET":
+            # RFC 9110 asks every server for HEAD wherever it serves GET (link checkers and
+            # caches use it); aiohttp answers it with GET's headers and no body.
+            app.router.add_route("HEAD", API + operation.path, handler)
 
     spec = msgspec.json.encode(build_openapi(OPERATIONS))
 
