@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import msgspec
 import pytest
 
 from albatross.adapters.memory_read_models import InMemoryReadModels
@@ -684,3 +685,29 @@ async def test_an_id_with_a_nul_character_matches_nothing(harness: Harness) -> N
     # The same calls with real ids do find what the world holds.
     assert await m.get_pirep(admin, "r-1") is not None
     assert (await m.list_api_keys(admin, "p-a1", limit=50, cursor=None)).items != []
+
+
+async def test_events_no_row_can_hold_are_poison_in_every_adapter(harness: Harness) -> None:
+    """Text with NUL and a flight time past the column's 32 bits (events written around the
+    domain): both adapters skip them as poison, and what follows is projected as usual."""
+    w = await fed(harness)
+    log = w.log
+    nul_tenant = log.record(StreamId("tenant", "tn", PLATFORM_SCOPE), TenantCreated(
+        tenant_id="tn", name="Nul\x00Air", icao="NUL", iata=None))
+    nul_pirep = log.record(StreamId("pirep", "r-n", "ta"), PirepSubmitted(
+        pirep_id="r-n", tenant_id="ta", pilot_id="p-a1",
+        details=msgspec.structs.replace(details(), remarks="a\x00b")), actor="p-a1")
+    huge = log.record(StreamId("pirep", "r-h", "ta"), PirepSubmitted(
+        pirep_id="r-h", tenant_id="ta", pilot_id="p-a1",
+        details=details(2**31)), actor="p-a1")
+    fine = submit(log, "r-f", "ta", "p-a1", 50)
+    await harness.feed([nul_tenant, nul_pirep, huge, fine])
+    assert await harness.poison() == [nul_tenant.sequence, nul_pirep.sequence, huge.sequence]
+    admin = w.principal("pa")
+    m = harness.models
+    assert await m.get_tenant(admin, "tn") is None
+    assert await m.get_pirep(admin, "r-n") is None
+    assert await m.get_pirep(admin, "r-h") is None
+    got = await m.get_pirep(admin, "r-f")
+    assert got is not None
+    assert got.flight_time_minutes == 50

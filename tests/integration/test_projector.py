@@ -466,15 +466,34 @@ async def test_poison_events_are_recorded_and_skipped(fresh_nats: NatsServer, nc
     assert tenant == "Good"
 
 
+# A refusal the projection cannot foresee: PostgreSQL raising a data exception (class 22).
+_REFUSE_BAD_AIR = """
+CREATE FUNCTION public.refuse_bad_air() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.name = 'Bad Air' THEN
+    RAISE EXCEPTION 'Bad Air is not storable' USING ERRCODE = '22023';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_bad_air BEFORE INSERT OR UPDATE ON read_model.tenants
+  FOR EACH ROW EXECUTE FUNCTION public.refuse_bad_air();
+"""
+
+
 async def test_an_event_the_database_refuses_is_poison_not_a_halt(fresh_nats: NatsServer,
                                                                    nc: NATS, dsn: str) -> None:
-    """An event that decodes and projects but that PostgreSQL refuses, here a name with a NUL
-    character (text cannot hold one; the domain refuses it, another writer may not), fails
-    its whole batch every time: the projector applies that batch event by event, records the
+    """An event that decodes and projects but that PostgreSQL refuses as data fails its
+    whole batch every time: the projector applies that batch event by event, records the
     refused one as poison and goes on."""
+    await apply_migrations(dsn)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute(_REFUSE_BAD_AIR)
+    finally:
+        await connection.close()
     load = load_for(nc)
     sequences = {}
-    for tid, name in (("before", "Before Air"), ("bad", "Bad\x00Air"), ("after", "After Air")):
+    for tid, name in (("before", "Before Air"), ("bad", "Bad Air"), ("after", "After Air")):
         sequences[tid] = await load.append(StreamId("tenant", tid), TenantCreated(
             tenant_id=tid, name=name, icao="TZA", iata=None))
     async with projector_in_process(fresh_nats.url, dsn) as projector:
@@ -488,7 +507,45 @@ async def test_an_event_the_database_refuses_is_poison_not_a_halt(fresh_nats: Na
         await connection.close()
     assert [r["sequence"] for r in rows] == [sequences["bad"]]
     assert "refused by the read-model database" in rows[0]["reason"]
+    assert "Bad Air is not storable" in rows[0]["reason"]
     assert [r["id"] for r in projected] == ["after", "before"]
+
+
+async def test_what_no_read_model_stores_is_poison_live_and_in_a_rebuild(
+        fresh_nats: NatsServer, nc: NATS, dsn: str) -> None:
+    """Text with NUL (PostgreSQL's text cannot hold one) and a flight time past the column's
+    32 bits: written around the domain, they are skipped by the projection itself, so the
+    live projector and a rebuild both record them as poison and carry on (a rebuild used to
+    fail on them every time)."""
+    load = load_for(nc)
+    last = await load.append(StreamId("tenant", "t1"), TenantCreated(
+        tenant_id="t1", name="Nul\x00Air", icao="NUL", iata=None))
+    huge = FlightDetails(flight_number="AFR1", departure="LFPG", arrival="EGLL",
+                         block_off_at=datetime(2026, 11, 26, 8, tzinfo=UTC),
+                         block_on_at=datetime(2026, 11, 26, 10, tzinfo=UTC),
+                         flight_time_minutes=2**31)
+    last = await load.append(StreamId("pirep", "r1", "t2"), PirepSubmitted(
+        pirep_id="r1", tenant_id="t2", pilot_id="u1", details=huge))
+    last = await load.append(StreamId("tenant", "t3"), TenantCreated(
+        tenant_id="t3", name="Fine Air", icao="FIN", iata=None))
+    async with projector_in_process(fresh_nats.url, dsn) as projector:
+        assert last is not None
+        await wait_checkpoint(dsn, last, 15)
+        assert projector._metrics.poison._value.get() == 2
+        live = await table_rows(dsn, "read_model")
+        result = await rebuild(nc, dsn, stream=TOPOLOGY.events_stream)
+        assert result.checkpoint == last
+    rebuilt = await table_rows(dsn, "read_model")
+    # Poison rows differ only in when they were recorded.
+    poison = {name: [row[:3] for row in rows.pop("poison_events")]
+              for name, rows in (("live", live), ("rebuilt", rebuilt))}
+    assert rebuilt == live
+    assert poison["rebuilt"] == poison["live"]
+    assert [row[0] for row in live["tenants"]] == ["t3"]
+    reasons = [reason for _sequence, _subject, reason in poison["live"]]
+    assert len(reasons) == 2
+    assert "NUL" in reasons[0]
+    assert "flight_time_minutes" in reasons[1]
 
 
 async def test_a_standby_takes_over_within_five_seconds(fresh_nats: NatsServer, nc: NATS,

@@ -192,6 +192,48 @@ def test_a_pirep_whose_block_time_has_no_utc_instant_is_skipped(moment: datetime
     assert fine.skipped is None
 
 
+
+@pytest.mark.parametrize("field", ["remarks", "route", "flight_number"])
+def test_a_pirep_with_a_nul_in_any_text_is_skipped(field: str) -> None:
+    # PostgreSQL's text cannot hold NUL; the in-memory read models skip it alike.
+    feed = world()
+    bad = msgspec.structs.replace(details(), **{field: "AB\x00C"})
+    out = feed("t1", "pirep", "r9", PirepSubmitted(pirep_id="r9", tenant_id="t1",
+                                                   pilot_id="u1", details=bad))
+    assert out.skipped is not None
+    assert "NUL" in out.skipped
+    assert "r9" not in feed.state.pireps
+
+
+def test_a_tenant_with_a_nul_in_its_name_is_skipped_and_nothing_else_is() -> None:
+    feed = Feed()
+    out = feed(PLATFORM_SCOPE, "tenant", "t1",
+               TenantCreated(tenant_id="t1", name="Bad\x00Air", icao="AAA", iata=None))
+    assert out.skipped is not None
+    assert feed.state.tenants == {}
+    # A backslash followed by "u0000" is ordinary text (its JSON escapes the backslash).
+    for name in ("Slash\\u0000Air", "\\\\u0000", "Plain Air"):
+        fine = feed(PLATFORM_SCOPE, "tenant", f"t{len(name)}",
+                    TenantCreated(tenant_id=f"t{len(name)}", name=name, icao="AAA", iata=None))
+        assert fine.skipped is None, name
+        assert feed.state.tenants[f"t{len(name)}"].name == name
+    odd = feed(PLATFORM_SCOPE, "tenant", "t99",
+               TenantCreated(tenant_id="t99", name="\\\x00", icao="AAA", iata=None))
+    assert odd.skipped is not None  # an escaped backslash, then a NUL
+
+
+@pytest.mark.parametrize("minutes", [2**31, -(2**31) - 1])
+def test_a_pirep_whose_flight_time_does_not_fit_the_read_model_is_skipped(minutes: int) -> None:
+    feed = world()
+    bad = msgspec.structs.replace(details(), flight_time_minutes=minutes)
+    out = feed("t1", "pirep", "r9", PirepSubmitted(pirep_id="r9", tenant_id="t1",
+                                                   pilot_id="u1", details=bad))
+    assert out.skipped is not None
+    assert "flight_time_minutes" in out.skipped
+    edge = msgspec.structs.replace(details(), flight_time_minutes=2**31 - 1)
+    assert feed("t1", "pirep", "r10", PirepSubmitted(pirep_id="r10", tenant_id="t1",
+                                                     pilot_id="u1", details=edge)).skipped is None
+
 def test_a_review_twice_is_skipped() -> None:
     feed = world()
     feed("t1", "pirep", "p1", PirepSubmitted(pirep_id="p1", tenant_id="t1", pilot_id="u1",
