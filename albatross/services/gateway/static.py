@@ -28,9 +28,8 @@ def spa_handler(root: Path) -> StaticHandler:
         tail = request.match_info.get("tail", "")
         if tail == "api" or tail.startswith("api/"):
             return problem_response("not_found", "no such resource")
-        candidate = (base / tail).resolve()
-        # resolve() + is_relative_to: no "../" or symlink escapes from the UI folder.
-        if tail and candidate.is_relative_to(base) and candidate.is_file():
+        candidate = _file_under(base, tail) if tail else None
+        if candidate is not None:
             hashed = tail.startswith("assets/")
             return web.FileResponse(candidate, headers=IMMUTABLE if hashed else REVALIDATE)
         if index.is_file():
@@ -38,6 +37,16 @@ def spa_handler(root: Path) -> StaticHandler:
         return problem_response("not_found", "no such resource")
 
     return serve
+
+
+def _file_under(base: Path, tail: str) -> Path | None:
+    """The file ``tail`` names inside ``base``, or None: resolve() + is_relative_to let no
+    "../" or symlink escape the UI folder."""
+    try:
+        candidate = (base / tail).resolve()
+        return candidate if candidate.is_relative_to(base) and candidate.is_file() else None
+    except (OSError, ValueError):  # a NUL (ValueError), a name too long for the filesystem
+        return None
 
 
 def add_static_routes(app: web.Application, root: Path | None) -> None:
