@@ -560,10 +560,20 @@ async def test_the_web_ui_is_served_with_a_spa_fallback(tmp_path: Path) -> None:
             assert await asset.text() == "console.log('hi')"
             # Hashed asset names change with their content: cache them for a year.
             assert asset.headers["Cache-Control"] == "public, max-age=31536000, immutable"
-            missing = await client.get("/api/nowhere")
-            assert missing.status == 404
-            assert missing.content_type == "application/problem+json"
+            for path in ("/api/nowhere", "/api", "/api/"):
+                missing = await client.get(path)
+                assert missing.status == 404, path
+                assert missing.content_type == "application/problem+json"
+            assert await (await client.get("/apix")).text() == "<html>albatross ui</html>"
             assert (await client.get("/api/setup")).status == 200
+            # The UI's catch-all does not reach under /api: a 405 lists the route's methods.
+            for method, path, allowed in (
+                    ("OPTIONS", "/api/auth/login", "POST"), ("GET", "/api/auth/login", "POST"),
+                    ("PUT", "/api/users/u1/apikeys/k1", "DELETE"),
+                    ("DELETE", "/api/me", "GET,HEAD")):
+                refused = await client.request(method, path)
+                assert refused.status == 405, (method, path)
+                assert refused.headers["Allow"] == allowed, (method, path)
         finally:
             await client.close()
 

@@ -26,8 +26,6 @@ def spa_handler(root: Path) -> StaticHandler:
 
     async def serve(request: web.Request) -> web.StreamResponse:
         tail = request.match_info.get("tail", "")
-        if tail == "api" or tail.startswith("api/"):
-            return problem_response("not_found", "no such resource")
         candidate = _file_under(base, tail) if tail else None
         if candidate is not None:
             hashed = tail.startswith("assets/")
@@ -52,5 +50,7 @@ def _file_under(base: Path, tail: str) -> Path | None:
 def add_static_routes(app: web.Application, root: Path | None) -> None:
     if root is None or not root.is_dir():
         return
-    handler = spa_handler(root)
-    app.router.add_get("/{tail:.*}", handler)
+    # Everything but /api and below: an unknown API path stays aiohttp's 404 (a problem, by
+    # the middleware), and an API route's 405 lists only its own methods in Allow, not this
+    # route's GET and HEAD.
+    app.router.add_get(r"/{tail:(?!api(?:/|$)).*}", spa_handler(root))
