@@ -31,8 +31,15 @@ AIRPORT_ICAO: Final = re.compile(r"^[A-Z]{4}$")
 AIRCRAFT_TYPE: Final = re.compile(r"^[A-Z0-9]{2,4}$")
 FLIGHT_NUMBER: Final = re.compile(r"^[A-Z0-9]{1,10}$")
 REGISTRATION: Final = re.compile(r"^[A-Z0-9](?:[A-Z0-9-]{0,8}[A-Z0-9])?$")
+# Character classes written so that Python's re and JSON Schema's (ECMA-262) regular
+# expressions read them alike: the OpenAPI document states these rules with them.
 # C0 control characters other than tab and line feed, which free text may hold.
-_CONTROL: Final = re.compile(r"[\x00-\x08\x0b-\x1f]")
+CONTROL_CHARACTERS: Final = r"\x00-\x08\x0b-\x1f"
+# Exactly what ``str.isspace`` (so ``str.strip``) takes for white space, which a blank
+# name consists of (ECMA-262's ``\s`` differs: no U+001C-U+001F or U+0085, but U+FEFF).
+WHITESPACE: Final = (r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029"
+                     r"\u202f\u205f\u3000")
+_CONTROL: Final = re.compile(f"[{CONTROL_CHARACTERS}]")
 
 
 def normalise_email(email: str) -> str:

@@ -16,18 +16,37 @@ from msgspec import Meta
 
 from albatross.application.views import ApiKeyView, PirepView, TenantView, UserView
 from albatross.domain.pireps import Decision
-from albatross.domain.rules import NAME_MAX, PASSWORD_MAX, PASSWORD_MIN, TEXT_MAX, PirepSource, Role
+from albatross.domain.rules import (
+    CONTROL_CHARACTERS,
+    NAME_MAX,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    TEXT_MAX,
+    WHITESPACE,
+    PirepSource,
+    Role,
+)
 
 T = TypeVar("T")
 
-Name = Annotated[str, Meta(min_length=1, max_length=NAME_MAX)]
+# The domain's text rules, stated in the schema only (``extra_json_schema``): decoding leaves
+# them to the domain, which names every failing field at once in words.
+_NO_CONTROLS: dict[str, Any] = {"pattern": f"^[^{CONTROL_CHARACTERS}]*$"}
+_NOT_BLANK: dict[str, Any] = {"not": {"pattern": f"^[{WHITESPACE}]*$"}}
+
+Name = Annotated[str, Meta(min_length=1, max_length=NAME_MAX,
+                           description="Not blank; no control characters but tab and line feed",
+                           extra_json_schema={**_NO_CONTROLS, **_NOT_BLANK})]
 Password = Annotated[str, Meta(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX,
                                description="12 to 256 characters")]
 Email = Annotated[str, Meta(min_length=3, max_length=254,
-                            description="A valid address; compared case-insensitively")]
+                            description="A valid address; compared case-insensitively",
+                            extra_json_schema={"format": "email"})]
 Id = Annotated[str, Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_-]+$")]
 Instant = Annotated[datetime, Meta(tz=True, description="RFC 3339 with a time zone")]
-Text = Annotated[str, Meta(max_length=TEXT_MAX)]
+Text = Annotated[str, Meta(max_length=TEXT_MAX,
+                           description="No control characters but tab and line feed",
+                           extra_json_schema=_NO_CONTROLS)]
 
 
 # Requests -----------------------------------------------------------------------------------
