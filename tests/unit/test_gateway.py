@@ -80,6 +80,23 @@ async def test_unknown_routes_and_methods_are_problems() -> None:
         assert_problem(status, body, 405, "method_not_allowed")
 
 
+async def test_api_answers_are_never_stored_by_browsers_or_proxies() -> None:
+    async with gateway() as gw:
+        user_id, token, _key = await gw.pilot_with_api_key()
+        auth = {"Authorization": f"Bearer {token}"}
+        created = await gw.client.post("/api/pireps", json=pirep_body(), headers=auth)
+        assert created.status == 201
+        assert created.headers["Cache-Control"] == "no-store"
+        pirep_id = (await created.json())["id"]
+        for path in ("/api/me", f"/api/users/{user_id}", f"/api/users/{user_id}/apikeys",
+                     f"/api/pireps/{pirep_id}", "/api/pireps", f"/api/pireps/{pirep_id}/history"):
+            response = await gw.client.get(path, headers=auth)
+            assert response.status == 200, path
+            assert response.headers["Cache-Control"] == "no-store", path
+        # The public description of the API is not one principal's data.
+        assert "Cache-Control" not in (await gw.client.get("/api/openapi.json")).headers
+
+
 async def test_head_answers_every_get_operation_with_its_headers_and_no_body() -> None:
     async with gateway() as gw:
         user_id, token, _key = await gw.pilot_with_api_key()

@@ -89,9 +89,14 @@ def field_problem(message: str) -> FieldProblem:
     return FieldProblem(field=path, message=text)
 
 
+# An API answer holds one principal's view (emails, API keys, PIREPs) and was authorised for
+# that request only: no browser or proxy may keep a copy (OWASP ASVS 8.2.1).
+_NOT_STORED = {"Cache-Control": "no-store"}
+
+
 def json_response(value: object, *, status: int = 200, sequence: int | None = None,
                   headers: dict[str, str] | None = None) -> web.Response:
-    all_headers = dict(headers or {})
+    all_headers = {**_NOT_STORED, **headers} if headers else dict(_NOT_STORED)
     if sequence is not None:
         all_headers["Albatross-Sequence"] = str(sequence)
     return web.Response(body=_encode(value), status=status, content_type="application/json",
