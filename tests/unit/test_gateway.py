@@ -564,8 +564,8 @@ async def test_the_web_ui_is_served_with_a_spa_fallback(tmp_path: Path) -> None:
         client: TestClient[Any, Any] = TestClient(TestServer(create_app(deps)))
         await client.start_server()
         try:
-            # A NUL, a name over the filesystem's 255 bytes and a path over its 4,096 name
-            # nothing on disk: the UI, not a 500 (they raised ValueError and OSError).
+            # A NUL, a name over the filesystem's 255 bytes, a path over its 4,096 bytes: no
+            # such file, so the UI, not a 500 (they raised ValueError and OSError).
             for path in ("/", "/pireps/123", "/%2e%2e/outside.txt", "/%00", "/a%00b/c",
                          "/" + "n" * 300, "/assets/" + "n" * 300 + ".js",
                          "/" + "/".join(["d" * 200] * 25)):

@@ -192,7 +192,6 @@ def test_a_pirep_whose_block_time_has_no_utc_instant_is_skipped(moment: datetime
     assert fine.skipped is None
 
 
-
 @pytest.mark.parametrize("field", ["remarks", "route", "flight_number"])
 def test_a_pirep_with_a_nul_in_any_text_is_skipped(field: str) -> None:
     # PostgreSQL's text cannot hold NUL; the in-memory read models skip it alike.
@@ -233,6 +232,7 @@ def test_a_pirep_whose_flight_time_does_not_fit_the_read_model_is_skipped(minute
     edge = msgspec.structs.replace(details(), flight_time_minutes=2**31 - 1)
     assert feed("t1", "pirep", "r10", PirepSubmitted(pirep_id="r10", tenant_id="t1",
                                                      pilot_id="u1", details=edge)).skipped is None
+
 
 def test_a_review_twice_is_skipped() -> None:
     feed = world()
