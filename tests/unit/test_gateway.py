@@ -97,6 +97,48 @@ async def test_api_answers_are_never_stored_by_browsers_or_proxies() -> None:
         assert "Cache-Control" not in (await gw.client.get("/api/openapi.json")).headers
 
 
+async def test_a_pirep_read_with_its_current_etag_is_304_without_a_body() -> None:
+    async with gateway() as gw:
+        tenant = await gw.tenant()
+        _, email = await gw.user("Pilot", tenant)
+        pilot = await gw.login(email)
+        _, admin_email = await gw.user("TenantAdmin", tenant)
+        reviewer = await gw.login(admin_email)
+        status, created = await gw.call("POST", "/api/pireps", pilot, json=pirep_body())
+        assert status == 201
+        path = f"/api/pireps/{created['id']}"
+        first = await gw.client.get(path, headers={"Authorization": f"Bearer {pilot}"})
+        etag = first.headers["ETag"]
+
+        async def read(if_none_match: str, method: str = "GET") -> Any:
+            return await gw.client.request(method, path, headers={
+                "Authorization": f"Bearer {pilot}", "If-None-Match": if_none_match})
+
+        for current in (etag, f"W/{etag}", f'"999", {etag}', "*"):
+            response = await read(current)
+            assert response.status == 304, current
+            assert await response.read() == b""
+            assert response.headers["ETag"] == etag
+            assert response.headers["Cache-Control"] == "no-store"
+        assert (await read(etag, "HEAD")).status == 304
+        stale = await read('"999"')
+        assert stale.status == 200
+        assert (await stale.json())["id"] == created["id"]
+        # A review makes a new version: the old tag no longer matches.
+        status, reviewed = await gw.call("POST", f"{path}/review", reviewer,
+                                         json={"decision": "accept"})
+        assert status == 200, reviewed
+        fresh = await read(etag)
+        assert fresh.status == 200
+        assert fresh.headers["ETag"] != etag
+        assert (await fresh.json())["status"] == "accepted"
+        # Scoping comes first: another tenant learns nothing, not even "not modified".
+        _, other_token, _ = await gw.pilot_with_api_key()
+        foreign = await gw.client.get(path, headers={"Authorization": f"Bearer {other_token}",
+                                                     "If-None-Match": "*"})
+        assert foreign.status == 404
+
+
 async def test_head_answers_every_get_operation_with_its_headers_and_no_body() -> None:
     async with gateway() as gw:
         user_id, token, _key = await gw.pilot_with_api_key()

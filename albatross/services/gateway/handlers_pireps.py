@@ -14,6 +14,8 @@ from albatross.services.gateway.http import (
     idempotency_key,
     if_match_version,
     json_response,
+    none_match,
+    not_modified,
     page_params,
     query_choice,
     query_str,
@@ -79,7 +81,10 @@ async def get_pirep(request: web.Request) -> web.Response:
         request[PRINCIPAL], request.match_info["pirep_id"], fresh=_no_cache(request))
     if pirep is None:
         raise ApiError("not_found", "no such PIREP")
-    return json_response(pirep, headers={"ETag": _etag(pirep.version)})
+    etag = _etag(pirep.version)
+    if none_match(request, etag):
+        return not_modified(etag)
+    return json_response(pirep, headers={"ETag": etag})
 
 
 async def pirep_history(request: web.Request) -> web.Response:

@@ -103,6 +103,22 @@ def json_response(value: object, *, status: int = 200, sequence: int | None = No
                         headers=all_headers)
 
 
+def none_match(request: web.Request, etag: str) -> bool:
+    """Whether ``If-None-Match`` names ``etag``: RFC 9110 compares weakly here (``W/"3"``
+    matches ``"3"``) and ``*`` matches any current representation."""
+    raw = request.headers.get("If-None-Match")
+    if raw is None:
+        return False
+    return any(tag == "*" or tag.removeprefix("W/") == etag
+               for tag in (part.strip() for part in raw.split(",")))
+
+
+def not_modified(etag: str) -> web.Response:
+    """304: the client's copy is current (RFC 9110 asks for the 200's ETag and caching
+    headers on it, and no body)."""
+    return web.Response(status=304, headers={"ETag": etag, **_NOT_STORED})
+
+
 def no_content(sequence: int) -> web.Response:
     return web.Response(status=204, headers={"Albatross-Sequence": str(sequence)})
 

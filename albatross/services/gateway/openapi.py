@@ -19,6 +19,8 @@ _ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 64}
 _SEQUENCE_HEADER = {"description": "Event-store sequence of the last event appended (0: none). "
                     "Send it back as Albatross-Min-Sequence to read your writes.",
                     "schema": {"type": "integer", "minimum": 0}}
+_ETAG_HEADER = {"description": 'The resource\'s version as an entity tag, e.g. "3"',
+                "schema": {"type": "string"}}
 _RETRY_HEADER = {"description": "Seconds to wait before trying again",
                  "schema": {"type": "integer", "minimum": 1}}
 _MIN_SEQUENCE = {"name": "Albatross-Min-Sequence", "in": "header", "required": False,
@@ -79,6 +81,11 @@ def _operation(op: Operation, schema_of: dict[int, Any],
                                           "1 s at most by default; never older than what "
                                           "Albatross-Min-Sequence waits for)",
                            "schema": {"type": "string"}})
+    if op.conditional:
+        parameters.append({"name": "If-None-Match", "in": "header", "required": False,
+                           "description": 'ETags of copies the client holds, e.g. "3": one '
+                                          "that is current is answered 304 without a body",
+                           "schema": {"type": "string"}})
     if op.if_match:
         parameters.append({"name": "If-Match", "in": "header", "required": False,
                            "description": 'The PIREP version, e.g. "3" (its ETag)',
@@ -96,6 +103,8 @@ def _operation(op: Operation, schema_of: dict[int, Any],
 def _responses(op: Operation, schema_of: dict[int, Any],
                operations: tuple[Operation, ...]) -> dict[str, Any]:
     headers: dict[str, Any] = {"Albatross-Sequence": _SEQUENCE_HEADER} if op.is_command else {}
+    if op.conditional:
+        headers["ETag"] = _ETAG_HEADER
     success: dict[str, Any] = {"description": "Success"}
     if headers:
         success["headers"] = headers
@@ -105,6 +114,9 @@ def _responses(op: Operation, schema_of: dict[int, Any],
     if links:
         success["links"] = links
     responses: dict[str, Any] = {str(op.status): success}
+    if op.conditional:
+        responses["304"] = {"description": "Not modified: If-None-Match names the current "
+                                           "version", "headers": {"ETag": _ETAG_HEADER}}
     by_status: dict[int, list[str]] = {}
     implied = ["internal"]
     if op.auth:

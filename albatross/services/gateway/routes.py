@@ -72,6 +72,8 @@ class Operation:
     if_match: bool = False
     # Answered from the gateway's memory between changes (ADR 9) unless the client says no-cache.
     cached: bool = False
+    # Its answer carries an ETag, and If-None-Match naming it is answered 304.
+    conditional: bool = False
 
     @property
     def is_command(self) -> bool:
@@ -140,7 +142,7 @@ OPERATIONS: tuple[Operation, ...] = (
                      Param("tenant_id", "Only this tenant's PIREPs", _STRING), *PAGE),
               errors=_LIST),
     Operation("GET", "/pireps/{pirep_id}", pireps.get_pirep, "getPirep", "One PIREP", "pireps",
-              PirepView, errors=_READ, cached=True),
+              PirepView, errors=_READ, cached=True, conditional=True),
     Operation("POST", "/pireps/{pirep_id}/review", pireps.review_pirep, "reviewPirep",
               "Accept or reject a pending PIREP", "pireps", PirepView, body=ReviewInput,
               errors=(*_WRITE, "not_found", "invalid_state", "conflict",
