@@ -24,7 +24,7 @@ async def login(request: web.Request) -> web.Response:
     response = LoginResponse(token=result.token, expires_at=result.expires_at,
                              must_change_password=user.must_change_password, user=view)
     # A login appends nothing the read models need: there is nothing to wait for.
-    return json_response(response, sequence=0, headers={"Cache-Control": "no-store"})
+    return json_response(response, sequence=0)
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -75,8 +75,7 @@ async def create_api_key(request: web.Request) -> web.Response:
     key = done.value
     response = CreatedApiKey(id=key.id, name=key.name, prefix=key.prefix, key=key.key,
                              created_at=key.created_at)
-    return json_response(response, status=201, sequence=done.sequence,
-                         headers={"Cache-Control": "no-store"})
+    return json_response(response, status=201, sequence=done.sequence)
 
 
 async def list_api_keys(request: web.Request) -> web.Response:
