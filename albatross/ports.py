@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+import msgspec
+
 from albatross.application.principal import Principal
 from albatross.application.views import ApiKeyView, PirepView, TenantView, UserView
 from albatross.domain.events import Event
@@ -19,6 +21,7 @@ from albatross.domain.rules import PirepStatus, Role
 
 # Ids and scopes become NATS subject tokens: anything else could inject wildcards.
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_STREAM_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}")
 PLATFORM_SCOPE = "platform"
 T = TypeVar("T")
 
@@ -27,8 +30,7 @@ def is_valid_token(value: str) -> bool:
     return bool(_TOKEN.fullmatch(value))
 
 
-@dataclass(frozen=True)
-class StreamId:
+class StreamId(msgspec.Struct, frozen=True):
     """One aggregate's event stream: ``<scope>.<aggregate>.<aggregate_id>``.
 
     ``scope`` is the owning tenant's id, or ``platform`` for what belongs to no tenant.
@@ -39,25 +41,28 @@ class StreamId:
     scope: str = PLATFORM_SCOPE
 
     def __post_init__(self) -> None:
-        for name in ("aggregate", "aggregate_id", "scope"):
-            if not is_valid_token(getattr(self, name)):
-                raise InvalidStreamId(f"{name} {getattr(self, name)!r} is not a valid id")
+        # One match for the three tokens (every command builds a StreamId); which one is
+        # wrong is worked out only for the error.
+        if _STREAM_KEY.fullmatch(f"{self.aggregate}.{self.aggregate_id}.{self.scope}"):
+            return
+        for name, value in (("aggregate", self.aggregate), ("aggregate_id", self.aggregate_id),
+                            ("scope", self.scope)):
+            if not is_valid_token(value):
+                raise InvalidStreamId(f"{name} {value!r} is not a valid id")
 
     @property
     def key(self) -> str:
         return f"{self.scope}.{self.aggregate}.{self.aggregate_id}"
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True):
     """A platform-wide unique value (a normalised email, a tenant ICAO) held by one stream."""
 
     kind: str
     value: str
 
 
-@dataclass(frozen=True)
-class AppendRequest:
+class AppendRequest(msgspec.Struct, frozen=True):
     """Events for one aggregate that land together, or not at all.
 
     ``expected_version``: ``None`` skips the check, ``0`` means the stream must be new,
@@ -73,8 +78,7 @@ class AppendRequest:
     claims: Sequence[Claim] = ()
 
 
-@dataclass(frozen=True)
-class AppendResult:
+class AppendResult(msgspec.Struct, frozen=True):
     """Store-wide sequences of what an append wrote.
 
     ``sequence`` is the last event's: the stream's new version. ``public_sequence`` is the last
@@ -87,8 +91,7 @@ class AppendResult:
     duplicate: bool = False
 
 
-@dataclass(frozen=True)
-class RecordedEvent:
+class RecordedEvent(msgspec.Struct, frozen=True):
     sequence: int
     stream: StreamId
     event: Event
@@ -96,8 +99,7 @@ class RecordedEvent:
     actor_id: str | None
 
 
-@dataclass(frozen=True)
-class UnreadableEvent:
+class UnreadableEvent(msgspec.Struct, frozen=True):
     """A stored message that does not decode (unknown type, bad JSON, bad subject)."""
 
     sequence: int

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import msgspec
+
 from albatross.application import policy
 from albatross.application.auth_ports import ClaimLookup, KeyValue, PasswordHasher
 from albatross.application.credentials import (
@@ -60,8 +62,7 @@ S = TypeVar("S")
 _RETRIES = 5
 
 
-@dataclass(frozen=True)
-class Done(Generic[V]):
+class Done(msgspec.Struct, Generic[V], frozen=True):
     value: V
     sequence: int
     replayed: bool = False
@@ -76,8 +77,7 @@ class NewApiKey:
     created_at: datetime
 
 
-@dataclass(frozen=True)
-class Appended(Generic[S]):
+class Appended(msgspec.Struct, Generic[S], frozen=True):
     state: S | None
     result: AppendResult
 

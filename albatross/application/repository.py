@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -44,8 +43,7 @@ SNAPSHOT_FORMAT = 2
 SNAPSHOT_AFTER_EVENTS = 2
 
 
-@dataclass(frozen=True)
-class Loaded(Generic[S]):
+class Loaded(msgspec.Struct, Generic[S], frozen=True):
     stream: StreamId
     state: S | None
     version: int

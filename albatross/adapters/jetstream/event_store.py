@@ -33,7 +33,6 @@ import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 import msgspec
@@ -87,8 +86,7 @@ _TRANSIENT = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, Connect
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class _Outgoing:
+class _Outgoing(msgspec.Struct, frozen=True):
     subject: str
     data: bytes
     headers: dict[str, str]
