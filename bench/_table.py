@@ -215,6 +215,13 @@ KEY_RESULTS: dict[str, list[tuple[str, str, str]]] = {
         ("clients", "results.config.clients", ""),
         ("seconds per load", "results.config.seconds", " s"),
     ],
+    "instructions": [
+        ("POST /api/pireps", "results.post_pireps_instructions", " instructions"),
+        ("its floor", "baselines.floor_post_instructions", ""),
+        ("GET /api/pireps/{id}", "results.get_pirep_instructions", ""),
+        ("hello world", "baselines.hello_get_instructions", ""),
+        ("requests counted", "results.requests_counted", ""),
+    ],
     "projector": [
         ("rebuild", "results.rebuild.per_s", " events/s"),
         ("raw drain", "baselines.raw_drain.per_s", " events/s"),
