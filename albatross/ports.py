@@ -42,8 +42,9 @@ class StreamId(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         # One match for the three tokens (every command builds a StreamId); which one is
-        # wrong is worked out only for the error.
-        if _STREAM_KEY.fullmatch(f"{self.aggregate}.{self.aggregate_id}.{self.scope}"):
+        # wrong is worked out only for the error. join, unlike an f-string, refuses a
+        # non-string part as the per-token check did.
+        if _STREAM_KEY.fullmatch(".".join((self.aggregate, self.aggregate_id, self.scope))):
             return
         for name, value in (("aggregate", self.aggregate), ("aggregate_id", self.aggregate_id),
                             ("scope", self.scope)):

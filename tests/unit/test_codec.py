@@ -161,6 +161,16 @@ def test_stream_id_accepts_uuids_and_ulids(good: str) -> None:
     assert StreamId("user", good, good).key == f"{good}.user.{good}"
 
 
+@pytest.mark.parametrize("field", ["aggregate", "aggregate_id", "scope"])
+@pytest.mark.parametrize("bad", [None, 5])
+def test_stream_id_refuses_a_part_that_is_not_a_string(field: str, bad: object) -> None:
+    # "5" and "None" are valid tokens: the check must not read them through str().
+    fields: dict[str, object] = {"aggregate": "user", "aggregate_id": "u1", "scope": "t1"}
+    fields[field] = bad
+    with pytest.raises(TypeError):
+        StreamId(**fields)  # type: ignore[arg-type]
+
+
 def test_invalid_stream_id_is_a_value_error() -> None:
     assert issubclass(InvalidStreamId, ValueError)
 
