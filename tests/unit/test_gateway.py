@@ -56,6 +56,24 @@ async def test_bad_json_wrong_content_type_and_unknown_fields() -> None:
         assert_problem(status, body, 422, "validation_failed")
 
 
+@pytest.mark.parametrize(("content_type", "expected"), [
+    ("application/json", 201), ("application/json; charset=utf-8", 201),
+    ("Application/JSON", 201), ("application/merge-patch+json", 201),
+    ("application/jsonx", 400), ("text/plain", 400), ("application/json-seq", 400),
+])
+async def test_json_bodies_are_known_by_their_media_type(content_type: str,
+                                                         expected: int) -> None:
+    # The exact "application/json" is taken without aiohttp's parse; every other spelling
+    # goes through it, so both paths must agree with the media type's rules.
+    async with gateway() as gw:
+        status, body = await gw.call("POST", "/api/tenants", gw.admin_token,
+                                     data=b'{"name": "Media Air", "icao": "MED"}',
+                                     headers={"Content-Type": content_type})
+        assert status == expected, body
+        if expected == 400:
+            assert_problem(status, body, 400, "malformed_request")
+
+
 async def test_bodies_over_64_kib_are_413() -> None:
     async with gateway() as gw:
         big = b'{"name": "' + b"x" * (65 * 1024) + b'", "icao": "ABC"}'
