@@ -20,8 +20,9 @@ from albatross.domain.events import Event
 from albatross.domain.rules import PirepStatus, Role
 
 # Ids and scopes become NATS subject tokens: anything else could inject wildcards.
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_STREAM_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}")
+_ID_PATTERN = r"[A-Za-z0-9_-]{1,64}"
+_TOKEN = re.compile(rf"^{_ID_PATTERN}$")
+_STREAM_KEY = re.compile(rf"{_ID_PATTERN}\.{_ID_PATTERN}\.{_ID_PATTERN}")
 PLATFORM_SCOPE = "platform"
 T = TypeVar("T")
 
