@@ -167,6 +167,9 @@ async def count_instructions(command: list[str], env: dict[str, str], work: Path
     counted: dict[str, float] = {}
     try:
         await gateway.wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=300)
+        # From here on every instruction is counted; only the dumps' differences are kept.
+        subprocess.run(["callgrind_control", "--instr=on", str(process.pid)], check=True,
+                       capture_output=True)
         async with aiohttp.ClientSession() as session:
             for name, method, headers, body in calls:
                 url = f"http://127.0.0.1:{port}{name}"
@@ -181,12 +184,10 @@ async def count_instructions(command: list[str], env: dict[str, str], work: Path
 
 
 def _dump(pid: int, out: Path) -> int:
-    """Switch instrumentation on (first call) or dump, and return the instructions so far.
+    """The instructions counted so far.
 
     ``callgrind_control --dump`` writes the counts since the last dump to a new file; their
     sum over the files is the total since instrumentation began."""
-    subprocess.run(["callgrind_control", "--instr=on", str(pid)], check=True,
-                   capture_output=True)
     subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
     total = 0
     for part in out.parent.glob(f"{out.name}*"):
