@@ -11,10 +11,13 @@ answers (no chunked bodies, no redirects, no TLS); anything else is an error.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import cast
 from urllib.parse import urlsplit
 
 _HEADERS_END = b"\r\n\r\n"
+_STATUS_LINE = re.compile(rb"HTTP/1\.1 ([0-9]{3}) ")
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*([0-9]+)[ \t]*\r\n", re.IGNORECASE)
 
 
 class HttpError(OSError):
@@ -48,28 +51,31 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        end = self._buffer.find(_HEADERS_END)
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+        end = data.find(_HEADERS_END)
         if end < 0:
+            self._buffer[:] = data
             return
-        head = bytes(self._buffer[:end]).decode("latin-1").split("\r\n")
-        try:
-            status = int(head[0].split(" ", 2)[1])
-            fields = dict(line.split(":", 1) for line in head[1:])
-            length = int(next(v for k, v in fields.items()
-                              if k.strip().lower() == "content-length"))
-        except (IndexError, ValueError, StopIteration):
-            self._fail(HttpError(f"not an answer this client reads: {head[:1]!r}"))
+        # Two regular expressions instead of a dict of every header line: the answers carry a
+        # dozen headers, and splitting them cost ~10 us of this process's CPU per request.
+        status = _STATUS_LINE.match(data)
+        length = _CONTENT_LENGTH.search(data, 0, end + 2)
+        if status is None or length is None:
+            self._fail(HttpError(f"not an answer this client reads: {data[:40]!r}"))
             self.close()
             return
         start = end + len(_HEADERS_END)
-        if len(self._buffer) < start + length:
+        stop = start + int(length[1])
+        if len(data) < stop:
+            self._buffer[:] = data
             return
-        body = bytes(self._buffer[start:start + length])
-        del self._buffer[:start + length]
+        body = data[start:stop]
+        self._buffer[:] = data[stop:]
         answer, self._answer = self._answer, None
         if answer is not None and not answer.done():
-            answer.set_result((status, body))
+            answer.set_result((int(status[1]), body))
 
     def _fail(self, exc: Exception) -> None:
         answer, self._answer = self._answer, None

@@ -139,3 +139,30 @@ async def test_what_it_cannot_read_is_an_error_not_a_hang(
         await refused.send(refused.post("/echo", b"", {}))
     with pytest.raises(ValueError, match="plain http"):
         HttpPool("https://example.org", 1)
+
+
+async def test_answers_split_anywhere_and_header_names_in_any_case_are_read() -> None:
+    answer = (b"HTTP/1.1 202 Accepted\r\nX-Length-Note: content-length: 99\r\n"
+              b"CONTENT-LENGTH:  5 \r\nContent-Type: text/plain\r\n\r\nhello")
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                for offset in range(len(answer)):  # one byte per segment
+                    writer.write(answer[offset:offset + 1])
+                    await writer.drain()
+                    await asyncio.sleep(0)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = HttpPool(f"http://127.0.0.1:{port}", 1)
+    try:
+        get = pool.prepare("GET", "/", None, {})
+        for _ in range(3):  # the same connection, answer after answer
+            assert await asyncio.wait_for(pool.send(get), 5) == (202, b"hello")
+    finally:
+        await pool.close()
+        server.close()
+        await server.wait_closed()
