@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
+from nats.aio.client import _validate_subject
+from nats.errors import Error as NatsError
 
 from albatross.adapters.jetstream.requests import publish_frame
 
 
 async def _nats_py_frame(subject: str, reply: str, data: bytes,
                          headers: dict[str, str] | None) -> bytes:
+    _validate_subject(subject)  # what nats-py's publish checks before framing
+    _validate_subject(reply)
     nc = NATS()  # never connected: the frame stays in its buffer
     await nc._send_publish(subject, reply, data, len(data), headers)
     assert len(nc._pending) == 1
@@ -28,6 +34,8 @@ async def _nats_py_frame(subject: str, reply: str, data: bytes,
     ("a.b", {"K": ""}, b"x" * 70_000),
     ("a.b", {"Value-With-Spaces": "one two  three"}, b"\r\n"),
     ("a.b", {"K": "x", "L": "~!"}, b"."),
+    ("a.b", {"K": "tab\tinside", "Odd!#$%&'*+-.^_`|~Name": "50%s %d"}, b"{}"),
+    ("a.b", {"K": "a:  b"}, b""),
 ])
 async def test_a_plain_request_is_framed_as_nats_py_frames_it(
         subject: str, headers: dict[str, str] | None, data: bytes) -> None:
@@ -39,14 +47,22 @@ async def test_a_plain_request_is_framed_as_nats_py_frames_it(
     ("a b", None),
     ("a.\u00e9", None),
     ("", None),
+    ("a\tb", None),
     ("a", {"Bad:Name": "v"}),
     ("a", {"Name With Space": "v"}),
+    ("a", {"Name(comment)": "v"}),
+    ("a", {"": "v"}),
     ("a", {"K": "line\r\nInjected: yes"}),
+    ("a", {"K": "line\nInjected: yes"}),
+    ("a", {"K": "line\rInjected: yes"}),
+    ("a", {"Name: with": "colon"}),
+    ("a", {"K": "v", "Injected: yes\r\nL": "w"}),
     ("a", {"K": " padded "}),
     ("a", {"K": "padded "}),
     ("a", {"K": " padded"}),
     ("a", {"K": " "}),
-    ("a", {"K": "tab\tinside"}),
+    ("a", {"K": "\ttab padded"}),
+    ("a", {"K": "v", "L": "x\t"}),
     ("a", {"K": "caf\u00e9"}),
 ])
 def test_anything_unusual_is_left_to_nats_py(subject: str,
@@ -56,3 +72,20 @@ def test_anything_unusual_is_left_to_nats_py(subject: str,
 
 def test_an_unusual_reply_subject_is_left_to_nats_py() -> None:
     assert publish_frame("a", "_INBOX abc", b"", None) is None
+
+
+_NASTY = st.text(alphabet=st.sampled_from(list("aZ09.:-_ \t\r\n%{}\u00e9()!")), max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(subject=_NASTY, headers=st.none() | st.dictionaries(_NASTY, _NASTY, max_size=4),
+       data=st.binary(max_size=16))
+async def test_any_frame_it_builds_is_the_one_nats_py_builds(
+        subject: str, headers: dict[str, str] | None, data: bytes) -> None:
+    frame = publish_frame(subject, "_INBOX.abc.3", data, headers)
+    try:
+        expected = await _nats_py_frame(subject, "_INBOX.abc.3", data, headers)
+    except NatsError:  # nats-py refuses it (a bad subject or header name): so must this path
+        assert frame is None
+        return
+    assert frame is None or frame == expected

@@ -42,10 +42,8 @@ from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 _NO_RESPONDERS = "503"
-_SUBJECT = re.compile(r"[!-~]+")  # printable ASCII without spaces
-_HEADER_NAME = re.compile(r"[!-9;-~]+")  # printable ASCII without spaces or colons
-# One line of printable ASCII without leading or trailing spaces (nats-py would strip them).
-_HEADER_VALUE = re.compile(r"(?:[!-~](?:[ -~]*[!-~])?)?")
+# RFC 9110 token characters: the header names nats-py accepts.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class NotConnected(NatsError):
@@ -88,27 +86,43 @@ def send_now(nc: NATS) -> None:
 
 def publish_frame(subject: str, reply: str, data: bytes,
                   headers: dict[str, str] | None) -> bytes | None:
-    """The ``PUB``/``HPUB`` frame nats-py would write, or None when it needs nats-py's checks."""
-    if not (_SUBJECT.fullmatch(subject) and _SUBJECT.fullmatch(reply)):
+    """The ``PUB``/``HPUB`` frame nats-py would write, or None when it needs nats-py's checks.
+
+    Framed here: ASCII subjects without whitespace, header names of token characters (what
+    nats-py accepts), and ASCII values that nats-py would send as they are (no line break,
+    no leading or trailing whitespace, which it would replace or strip). The values are
+    checked by a few C passes over all of them rather than per value: this function was
+    ~7% of the gateway's instructions per POST with a regular expression for each part.
+    """
+    if not (_plain_subject(subject) and _plain_subject(reply)):
         return None
     if headers is None:
-        return b"%s %s %s %d\r\n%s\r\n" % (b"PUB", subject.encode(), reply.encode(),
-                                            len(data), data)
-    lines = ["NATS/1.0\r\n"]
-    for name, value in headers.items():
-        if not (_plain_header_name(name) and _HEADER_VALUE.fullmatch(value)):
-            return None
-        lines.append(f"{name}: {value}\r\n")
-    lines.append("\r\n")
-    block = "".join(lines).encode()
-    return b"HPUB %s %s %d %d\r\n%s%s\r\n" % (subject.encode(), reply.encode(), len(block),
-                                               len(block) + len(data), block, data)
+        return b"".join((f"PUB {subject} {reply} {len(data)}\r\n".encode(), data, b"\r\n"))
+    template = _header_block(tuple(headers))
+    values = tuple(headers.values())
+    joined = "".join(values)
+    if (template is None or not joined.isascii() or "\r" in joined or "\n" in joined
+            or tuple(map(str.strip, values)) != values):
+        return None
+    block = template % values  # ASCII: as many bytes as characters
+    return b"".join((f"HPUB {subject} {reply} {len(block)} {len(block) + len(data)}\r\n"
+                     f"{block}".encode(), data, b"\r\n"))
+
+
+def _plain_subject(text: str) -> bool:
+    return (text.isascii() and text != "" and " " not in text and "\t" not in text
+            and "\r" not in text and "\n" not in text)
 
 
 @functools.lru_cache(maxsize=256)
-def _plain_header_name(name: str) -> bool:
-    # Remembered: the names are the few the code uses, the values change with every message.
-    return _HEADER_NAME.fullmatch(name) is not None
+def _header_block(names: tuple[str, ...]) -> str | None:
+    """The header block with a ``%s`` for each value, or None when a name is not a token.
+
+    Remembered: the code uses a few sets of names, the values change with every message."""
+    if not all(_HEADER_NAME.fullmatch(name) for name in names):
+        return None
+    lines = "".join(f"{name.replace('%', '%%')}: %s\r\n" for name in names)
+    return f"NATS/1.0\r\n{lines}\r\n"
 
 
 class _Dispatcher:
