@@ -319,3 +319,20 @@ def test_websocket_schemas_describe_the_client_messages() -> None:
     jsonschema.validate({"type": "auth", "token": "albs_x"}, auth)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"type": "auth"}, auth)
+
+
+def test_a_pirep_body_goes_to_the_domain_as_it_is_and_is_stored_like_flight_details() -> None:
+    from albatross.services.gateway.schemas import PirepInput
+
+    body = {"flight_number": "BAW123", "departure": "EGLL", "arrival": "LFPG",
+            "block_off_at": "2026-11-26T08:00:00Z", "block_on_at": "2026-11-26T09:30:00Z",
+            "flight_time_minutes": 75, "fuel_used_kg": 2500.5, "remarks": "smooth"}
+    decoded = msgspec.json.decode(msgspec.json.encode(body), type=PirepInput)
+    assert isinstance(decoded, FlightDetails)  # the handler passes it on without a copy
+    assert ([f.name for f in msgspec.structs.fields(PirepInput)]
+            == [f.name for f in msgspec.structs.fields(FlightDetails)])
+    copied = FlightDetails(**msgspec.structs.asdict(decoded))
+    stored = [CODEC.encode(PirepSubmitted(pirep_id="p1", tenant_id="t1", pilot_id="u1",
+                                          details=details), AT, "u1")
+              for details in (decoded, copied)]
+    assert stored[0] == stored[1]

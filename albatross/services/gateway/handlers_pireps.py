@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import msgspec
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from albatross.domain.pireps import FlightDetails
 from albatross.ports import InvalidCursor
 from albatross.services.gateway.deps import DEPS, PRINCIPAL
 from albatross.services.gateway.handlers_tenants import bad_cursor
@@ -37,11 +35,11 @@ def _etag(version: int) -> str:
 
 async def submit_pirep(request: web.Request) -> web.Response:
     key = idempotency_key(request)
-    body = await decode_body(request, PirepInput)
-    details = FlightDetails(**msgspec.structs.asdict(body))
+    details = await decode_body(request, PirepInput)
     done = await request.app[DEPS].commands.submit_pirep(request[PRINCIPAL], details,
                                                          idempotency_key=key)
-    headers = {"Location": f"/api/pireps/{done.value.id}", "ETag": _etag(done.value.version)}
+    headers: dict[str, str] = {hdrs.LOCATION: f"/api/pireps/{done.value.id}",
+                               hdrs.ETAG: _etag(done.value.version)}
     if done.replayed:
         headers["Idempotent-Replayed"] = "true"
     return json_response(done.value, status=201, sequence=done.sequence, headers=headers)
@@ -54,7 +52,7 @@ async def review_pirep(request: web.Request) -> web.Response:
         request[PRINCIPAL], request.match_info["pirep_id"], decision=body.decision,
         comment=body.comment, if_match=expected)
     return json_response(done.value, sequence=done.sequence,
-                         headers={"ETag": _etag(done.value.version)})
+                         headers={hdrs.ETAG: _etag(done.value.version)})
 
 
 async def list_pireps(request: web.Request) -> web.Response:
@@ -84,7 +82,7 @@ async def get_pirep(request: web.Request) -> web.Response:
     etag = _etag(pirep.version)
     if none_match(request, etag):
         return not_modified(etag)
-    return json_response(pirep, headers={"ETag": etag})
+    return json_response(pirep, headers={hdrs.ETAG: etag})
 
 
 async def pirep_history(request: web.Request) -> web.Response:

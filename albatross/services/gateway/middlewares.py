@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -151,7 +151,7 @@ def context_middleware(metrics: GatewayMetrics, body_limit: int,
                     log.warning("dependency unavailable", error=type(exc).__name__,
                                 path=request.path)
                 response = answer
-            response.headers["X-Request-Id"] = request_id
+            response.headers[hdrs.X_REQUEST_ID] = request_id
             elapsed = time.perf_counter() - started
             route = _route_label(request)
             metrics.observe(request.method, route, response.status, elapsed)

@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 
 from albatross.application.views import ApiKeyView, PirepView, TenantView, UserView
-from albatross.domain.pireps import Decision
+from albatross.domain.pireps import Decision, FlightDetails
 from albatross.domain.rules import (
     CONTROL_CHARACTERS,
     NAME_MAX,
@@ -82,7 +82,11 @@ class ApiKeyInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     name: Name
 
 
-class PirepInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+# The domain's FlightDetails with the contract's constraints on each field: a subclass, so
+# that a decoded body goes to the command as it is, with no copy into the domain's type. The
+# domain checks the same rules again (it owns them); here they are documented, and refused
+# by msgspec before anything runs. (A comment, not a docstring: that would be published.)
+class PirepInput(FlightDetails, frozen=True, kw_only=True, forbid_unknown_fields=True):
     flight_number: Annotated[str, Meta(pattern="^[A-Z0-9]{1,10}$")]
     departure: Annotated[str, Meta(pattern="^[A-Z]{4}$", description="ICAO airport")]
     arrival: Annotated[str, Meta(pattern="^[A-Z]{4}$", description="ICAO airport")]

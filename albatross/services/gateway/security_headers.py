@@ -29,16 +29,19 @@ import hashlib
 import re
 from collections.abc import Mapping
 
-from aiohttp import web, web_response
+from aiohttp import hdrs, web, web_response
 
 SERVER = "albatross"
-_COMMON = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-           "Server": SERVER}
+# The names as aiohttp's istr constants: a response's headers take them without folding
+# their case again.
+_COMMON: dict[str, str] = {hdrs.X_CONTENT_TYPE_OPTIONS: "nosniff",
+                           hdrs.REFERRER_POLICY: "no-referrer", hdrs.SERVER: SERVER}
 
 API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-API_HEADERS: Mapping[str, str] = {**_COMMON, "Content-Security-Policy": API_POLICY}
+API_HEADERS: Mapping[str, str] = {**_COMMON, hdrs.CONTENT_SECURITY_POLICY: API_POLICY}
 
-_DOCUMENT = {**_COMMON, "X-Frame-Options": "DENY", "Cross-Origin-Opener-Policy": "same-origin"}
+_DOCUMENT: dict[str, str] = {**_COMMON, hdrs.X_FRAME_OPTIONS: "DENY",
+                             "Cross-Origin-Opener-Policy": "same-origin"}
 _UI_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
               "font-src 'self'; connect-src 'self'{ws}; object-src 'none'; base-uri 'self'; "
               "form-action 'self'; frame-ancestors 'none'")
@@ -88,7 +91,7 @@ class SecurityHeaders:
         return headers
 
     async def __call__(self, request: web.Request, response: web.StreamResponse) -> None:
-        if not response.headers.get("Content-Type", "").startswith("text/html"):
+        if not response.headers.get(hdrs.CONTENT_TYPE, "").startswith("text/html"):
             # A 304 carries no type, and browsers merge its headers into the cached response:
             # a policy here would replace the cached page's own.
             response.headers.update(_COMMON if response.status == 304 else API_HEADERS)
