@@ -255,8 +255,9 @@ class CommandService:
                                  now=self._clock.now())
         events = pireps.decide_submit(None, cmd)
         try:
+            # Submitted when decided: one reading of the clock for both.
             appended = await self._append_new(self._repos.pireps, stream, events, principal,
-                                              idempotency_key=append_key)
+                                              idempotency_key=append_key, now=cmd.now)
         except WrongExpectedVersion:
             if append_key is None:
                 raise Conflict("the PIREP already exists") from None
@@ -336,8 +337,9 @@ class CommandService:
     async def _append_new(self, repo: AggregateRepository[S], stream: StreamId,
                           events: Sequence[Event], principal: Principal, *,
                           claims: Sequence[Claim] = (),
-                          idempotency_key: str | None = None) -> Appended[S]:
-        now = self._clock.now()
+                          idempotency_key: str | None = None,
+                          now: datetime | None = None) -> Appended[S]:
+        now = now or self._clock.now()
         result = await repo.append(Loaded(stream, None, 0), events, occurred_at=now,
                                    actor_id=principal.user_id, claims=claims,
                                    idempotency_key=idempotency_key)

@@ -57,21 +57,20 @@ class GatewayMetrics:
                                            2.5, 5, 10))
         self.unhandled = Counter("albatross_http_unhandled_errors",
                                  "Requests answered 500 (bugs)", registry=registry)
-        # Label children looked up once: ``labels()`` takes a lock and builds a key per call.
-        self._answered: dict[tuple[str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
+        # Label children looked up once, both in one entry: ``labels()`` takes a lock and
+        # builds a key per call.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         # The HTTP parser passes dozens of methods (WebDAV's and more): uncommon ones share a
-        # label, so clients cannot multiply the metric series.
+        # label, so clients cannot multiply the metric series (nor this dict).
         method = method if method in _METHODS else "OTHER"
-        answered = self._answered.get((method, route, status))
-        if answered is None:
-            answered = self._answered[(method, route, status)] = self.requests.labels(
-                method, route, str(status))
-        timed = self._timed.get((method, route))
-        if timed is None:
-            timed = self._timed[(method, route)] = self.duration.labels(method, route)
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = self._children[(method, route, status)] = (
+                self.requests.labels(method, route, str(status)),
+                self.duration.labels(method, route))
+        answered, timed = children
         answered.inc()
         timed.observe(seconds)
 
