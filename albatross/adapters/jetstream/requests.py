@@ -11,9 +11,10 @@ A request is handed to the socket at once, not when nats-py's flusher task next 
 (:func:`send_now`), and as a frame built here: nats-py's ``publish`` validates the subject and
 every header with regular expressions, builds the header block byte by byte and wakes its
 flusher task each time, ~30 us per request against ~10 (docs/performance.md, "Gateway"). What
-this path does not recognise as plain (a subject or header outside printable ASCII, a line
-break in a value, a payload over the server's limit) goes through nats-py's ``publish``, whose
-errors are the ones callers see. Replies reach their callers from nats-py's reader directly
+this path does not recognise as plain (a subject or value outside ASCII, whitespace in a
+subject, a line break or surrounding whitespace in a value, a header name nats-py refuses, a
+payload over the server's limit) goes through nats-py's ``publish``, whose errors are the ones
+callers see. Replies reach their callers from nats-py's reader directly
 (the subscription's single-response hook, ``Subscription._future``) rather than through a
 queue and a task of their own. Both lean on nats-py internals; ``nats-py`` is pinned and
 tests/integration/test_jetstream_requests.py fails if they change.
