@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from aiohttp import web
@@ -63,36 +64,53 @@ async def test_answers_come_back_to_their_requests_over_reused_connections(
         await pool.close()
 
 
-async def test_open_connects_every_connection_before_the_first_request() -> None:
-    accepted = 0
+@contextlib.asynccontextmanager
+async def raw_server(answer: Callable[[asyncio.StreamWriter], Awaitable[None]],
+                     on_connect: Callable[[], None] = lambda: None) -> AsyncIterator[int]:
+    """A bare TCP server on a free port that calls ``answer`` after each request's head."""
 
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal accepted
-        accepted += 1
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        on_connect()
         try:
             while await reader.readuntil(b"\r\n\r\n"):
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                await writer.drain()
+                await answer(writer)
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    pool = HttpPool(f"http://127.0.0.1:{port}", 3)
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
     try:
-        await pool.open()
-        for _ in range(100):  # the server's side of each accept runs on its next turn
-            if accepted == 3:
-                break
-            await asyncio.sleep(0.05)
-        assert accepted == 3  # connected before any request was sent
-        get = pool.prepare("GET", "/", None, {})
-        assert await asyncio.gather(*(pool.send(get) for _ in range(9))) == [(200, b"ok")] * 9
-        assert accepted == 3  # and the requests went over those connections
+        yield server.sockets[0].getsockname()[1]
     finally:
-        await pool.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_open_connects_every_connection_before_the_first_request() -> None:
+    accepted = 0
+
+    def count() -> None:
+        nonlocal accepted
+        accepted += 1
+
+    async def ok(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async with raw_server(ok, on_connect=count) as port:
+        pool = HttpPool(f"http://127.0.0.1:{port}", 3)
+        try:
+            await pool.open()
+            for _ in range(100):  # the server's side of each accept runs on its next turn
+                if accepted == 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert accepted == 3  # connected before any request was sent
+            get = pool.prepare("GET", "/", None, {})
+            assert (await asyncio.gather(*(pool.send(get) for _ in range(9)))
+                    == [(200, b"ok")] * 9)
+            assert accepted == 3  # and the requests went over those connections
+        finally:
+            await pool.close()
 
 
 async def test_a_connection_the_server_closes_is_replaced(
@@ -145,24 +163,17 @@ async def test_answers_split_anywhere_and_header_names_in_any_case_are_read() ->
     answer = (b"HTTP/1.1 202 Accepted\r\nX-Length-Note: content-length: 99\r\n"
               b"CONTENT-LENGTH:  5 \r\nContent-Type: text/plain\r\n\r\nhello")
 
-    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while await reader.readuntil(b"\r\n\r\n"):
-                for offset in range(len(answer)):  # one byte per segment
-                    writer.write(answer[offset:offset + 1])
-                    await writer.drain()
-                    await asyncio.sleep(0)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+    async def trickle(writer: asyncio.StreamWriter) -> None:
+        for offset in range(len(answer)):  # one byte per segment
+            writer.write(answer[offset:offset + 1])
+            await writer.drain()
+            await asyncio.sleep(0)
 
-    server = await asyncio.start_server(trickle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    pool = HttpPool(f"http://127.0.0.1:{port}", 1)
-    try:
-        get = pool.prepare("GET", "/", None, {})
-        for _ in range(3):  # the same connection, answer after answer
-            assert await asyncio.wait_for(pool.send(get), 5) == (202, b"hello")
-    finally:
-        await pool.close()
-        server.close()
-        await server.wait_closed()
+    async with raw_server(trickle) as port:
+        pool = HttpPool(f"http://127.0.0.1:{port}", 1)
+        try:
+            get = pool.prepare("GET", "/", None, {})
+            for _ in range(3):  # the same connection, answer after answer
+                assert await asyncio.wait_for(pool.send(get), 5) == (202, b"hello")
+        finally:
+            await pool.close()
