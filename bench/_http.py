@@ -113,8 +113,7 @@ class HttpPool:
         """Status and body of the answer; :class:`HttpError` (an ``OSError``) on failure."""
         # An idle connection is taken at once (with a client per connection, always): the
         # queue's waiting get costs a coroutine and more per request.
-        idle = None if self._idle.empty() else self._idle.get_nowait()
-        connection = idle if idle is not None and not idle.closed else await self._replace(idle)
+        connection = self._open_idle() or await self._connection()
         try:
             return await connection.send(request)
         finally:
@@ -134,10 +133,14 @@ class HttpPool:
         for connection in self._all:
             connection.close()
 
-    async def _replace(self, closed: _Connection | None) -> _Connection:
-        if closed is not None:
+    def _open_idle(self) -> _Connection | None:
+        """An idle connection the server has not closed, without waiting; None if none."""
+        while not self._idle.empty():
+            connection = self._idle.get_nowait()
+            if not connection.closed:
+                return connection
             self._opened -= 1  # the server closed it while it was idle
-        return await self._connection()
+        return None
 
     async def _connection(self) -> _Connection:
         while True:

@@ -185,13 +185,24 @@ async def load_select(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 async def serve_hello(port: int) -> None:
+    """The hello-world baseline: a minimal aiohttp JSON endpoint at ``/hello``."""
     from aiohttp import web
 
     async def hello(_request: web.Request) -> web.Response:
         return web.json_response({"hello": "world"})
 
+    await serve_routes(port, [web.get("/hello", hello)])
+
+
+async def serve_routes(port: int, routes: list[Any]) -> None:
+    """A bare aiohttp app with ``routes`` and a ``/readyz`` on ``port``, until stopped."""
+    from aiohttp import web
+
+    async def ready(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
     app = web.Application()
-    app.router.add_get("/hello", hello)
+    app.add_routes([*routes, web.get("/readyz", ready)])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -109,30 +109,7 @@ async def serve_floor(nats_url: str, port: int, answer_size: int) -> None:
                             headers={"Location": "/api/pireps/x", "ETag": '"1"',
                                      "Albatross-Sequence": "1"})
 
-    await _serve(port, [web.post("/api/pireps", post)])
-
-
-async def serve_hello(port: int) -> None:
-    from aiohttp import web
-
-    async def hello(_request: web.Request) -> web.Response:
-        return web.json_response({"hello": "world"})
-
-    await _serve(port, [web.get("/hello", hello)])
-
-
-async def _serve(port: int, routes: list[Any]) -> None:
-    from aiohttp import web
-
-    async def ready(_request: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.add_routes([*routes, web.get("/readyz", ready)])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    await asyncio.Event().wait()
+    await _gateway_bench().serve_routes(port, [web.post("/api/pireps", post)])
 
 
 # Counting -------------------------------------------------------------------------------------
@@ -313,7 +290,7 @@ def main() -> None:
         if mode == "floor":
             uvloop.run(serve_floor(sys.argv[3], port, int(sys.argv[4])))
         else:
-            uvloop.run(serve_hello(port))
+            uvloop.run(_gateway_bench().serve_hello(port))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=600,

@@ -79,4 +79,3 @@ def test_every_bench_runs_at_its_quick_size(tmp_path: Path) -> None:
         # Everything else passed; say what was left out instead of passing quietly (a skip
         # fails in CI, which installs valgrind).
         pytest.skip("valgrind is not installed: bench/instructions.py was not smoke-tested")
-
