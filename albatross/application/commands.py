@@ -27,6 +27,7 @@ from albatross.application.policy import Verdict
 from albatross.application.present import pirep_view, tenant_view, user_view
 from albatross.application.principal import Principal
 from albatross.application.repository import AggregateRepository, Loaded
+from albatross.application.throttle import LoginThrottle
 from albatross.application.views import PirepView, TenantView, UserView
 from albatross.domain import pireps, tenants, users
 from albatross.domain.aggregates import PIREP, TENANT, USER, AggregateKind
@@ -113,6 +114,7 @@ class Repositories:
 class CommandService:
     def __init__(self, repos: Repositories, claims: ClaimLookup, hasher: PasswordHasher,
                  clock: Clock, ids: IdGenerator, idempotency: KeyValue, *,
+                 password_throttle: LoginThrottle,
                  on_credentials_changed: Callable[[str], None] | None = None) -> None:
         self._repos = repos
         self._claims = claims
@@ -120,6 +122,9 @@ class CommandService:
         self._clock = clock
         self._ids = ids
         self._idempotency = idempotency
+        # Wrong current passwords are failures like a login's: without a limit, any session
+        # or API key of the user could guess the password here past the login throttle.
+        self._password_throttle = password_throttle
         self._credentials_changed = on_credentials_changed or (lambda _user_id: None)
 
     # Tenants ------------------------------------------------------------------------------
@@ -175,24 +180,51 @@ class CommandService:
 
     async def change_password(self, principal: Principal, user_id: str, *, new_password: str,
                               current_password: str | None) -> int:
+        if principal.user_id != user_id:
+            return await self._reset_password(principal, user_id, new_password)
+        errors = password_errors("new_password", new_password)
+        if current_password is None:
+            errors.append(FieldError("current_password", "is required"))
+        raise_if_any(errors)
+        assert current_password is not None
+        await self._password_throttle.begin(user_id)
+        new_hash: str | None = None
+        verified: str | None = None
+        for attempt in range(_RETRIES):
+            loaded = await self._load_user(user_id)
+            assert loaded.state is not None
+            # The change is appended at the version whose password was checked: a reset or
+            # another change landing meanwhile fails the append, and the current password is
+            # checked again against what they stored.
+            if loaded.state.password_hash != verified:
+                if not await self._hasher.verify(loaded.state.password_hash, current_password):
+                    raise ValidationFailed.single("current_password", "is not correct")
+                verified = loaded.state.password_hash
+                await self._password_throttle.succeeded(user_id)
+            new_hash = new_hash or await self._hasher.hash(new_password)
+            cmd = users.SetPassword(password_hash=new_hash, by_admin=False,
+                                    keep_session_id=principal.session_id)
+            try:
+                result = await self._repos.users.append(
+                    loaded, users.decide_set_password(loaded.state, cmd),
+                    occurred_at=self._clock.now(), actor_id=principal.user_id)
+            except WrongExpectedVersion:
+                if attempt == _RETRIES - 1:
+                    raise
+                continue
+            self._credentials_changed(user_id)
+            return sequence_of(result)
+        raise AssertionError("unreachable")
+
+    async def _reset_password(self, principal: Principal, user_id: str,
+                              new_password: str) -> int:
         loaded = await self._load_user(user_id)
         user = loaded.state
         assert user is not None
-        errors = password_errors("new_password", new_password)
-        if principal.user_id == user_id:
-            if current_password is None:
-                errors.append(FieldError("current_password", "is required"))
-            raise_if_any(errors)
-            assert current_password is not None
-            if not await self._hasher.verify(user.password_hash, current_password):
-                raise ValidationFailed.single("current_password", "is not correct")
-            by_admin, keep = False, principal.session_id
-        else:
-            require(policy.reset_password(principal, user_id, user.role, user.tenant_id), "user")
-            raise_if_any(errors)
-            by_admin, keep = True, None
+        require(policy.reset_password(principal, user_id, user.role, user.tenant_id), "user")
+        raise_if_any(password_errors("new_password", new_password))
         cmd = users.SetPassword(password_hash=await self._hasher.hash(new_password),
-                                by_admin=by_admin, keep_session_id=keep)
+                                by_admin=True, keep_session_id=None)
         result = (await self._decide_and_append(
             self._repos.users, loaded.stream, lambda s: users.decide_set_password(s, cmd),
             principal)).result

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 from prometheus_client import CollectorRegistry
 
+from albatross.adapters.passwords import TEST_ONLY_CHEAP, Argon2PasswordHasher
 from albatross.application.principal import Principal
 from albatross.ops_http import OpsEndpoints
 from albatross.ports import OutcomeUnknown, StoreUnavailable
@@ -401,6 +403,129 @@ async def test_self_password_change_keeps_this_session_and_revokes_the_others() 
         assert (await gw.call("GET", "/api/me", first))[0] == 200
         assert (await gw.call("GET", "/api/me", second))[0] == 401
         assert await gw.login(email, "a new long password")
+
+
+class HeldHasher(Argon2PasswordHasher):
+    """Cheap argon2 whose hash of one chosen password waits until the test lets it finish."""
+
+    def __init__(self, held_password: str) -> None:
+        super().__init__(TEST_ONLY_CHEAP, max_concurrency=2)
+        self.held_password = held_password
+        self.hashing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def hash(self, password: str) -> str:
+        if password == self.held_password:
+            self.hashing.set()
+            await self.release.wait()
+        return await super().hash(password)
+
+
+async def _change_while_held(gw: Any, hasher: HeldHasher, user_id: str, token: str,
+                             meanwhile: Callable[[], Awaitable[None]]) -> tuple[int, Any]:
+    """A self change to ``hasher.held_password`` with ``meanwhile`` landing during its hash."""
+    change = asyncio.create_task(gw.call(
+        "POST", f"/api/users/{user_id}/password", token,
+        json={"current_password": PASSWORD, "new_password": hasher.held_password}))
+    await asyncio.wait_for(hasher.hashing.wait(), 5)
+    await meanwhile()
+    hasher.release.set()
+    result: tuple[int, Any] = await change
+    return result
+
+
+async def test_a_self_change_checked_before_an_admin_reset_cannot_undo_it() -> None:
+    hasher = HeldHasher("the attacker's password")
+    async with gateway(hasher=hasher) as gw:
+        user_id, email = await gw.user("Pilot", await gw.tenant())
+        stolen = await gw.login(email)
+
+        async def reset() -> None:
+            assert (await gw.call("POST", f"/api/users/{user_id}/password", gw.admin_token,
+                                  json={"new_password": "the admin's temporary"}))[0] == 204
+
+        status, body = await _change_while_held(gw, hasher, user_id, stolen, reset)
+        # PASSWORD stopped being the current password when the reset landed.
+        assert_problem(status, body, 422, "validation_failed")
+        assert body["errors"][0]["field"] == "current_password"
+        assert (await gw.call("GET", "/api/me", stolen))[0] == 401
+        token = await gw.login(email, "the admin's temporary")
+        assert (await gw.call("GET", "/api/me", token))[1]["must_change_password"] is True
+        status, _ = await gw.call("POST", "/api/auth/login",
+                                  json={"email": email, "password": "the attacker's password"})
+        assert status == 401
+
+
+async def test_of_two_changes_from_one_old_password_only_the_first_lands() -> None:
+    hasher = HeldHasher("the second new password")
+    async with gateway(hasher=hasher) as gw:
+        user_id, email = await gw.user("Pilot", await gw.tenant())
+        slow, fast = await gw.login(email), await gw.login(email)
+
+        async def other_change() -> None:
+            assert (await gw.call("POST", f"/api/users/{user_id}/password", fast,
+                                  json={"current_password": PASSWORD,
+                                        "new_password": "the first new password"}))[0] == 204
+
+        status, body = await _change_while_held(gw, hasher, user_id, slow, other_change)
+        assert_problem(status, body, 422, "validation_failed")
+        assert await gw.login(email, "the first new password")
+
+
+async def test_a_self_change_survives_an_unrelated_write_to_the_user() -> None:
+    hasher = HeldHasher("a brand new password")
+    async with gateway(hasher=hasher) as gw:
+        user_id, email = await gw.user("Pilot", await gw.tenant())
+        token = await gw.login(email)
+
+        async def new_key() -> None:
+            assert (await gw.call("POST", f"/api/users/{user_id}/apikeys", token,
+                                  json={"name": "ACARS"}))[0] == 201
+
+        status, body = await _change_while_held(gw, hasher, user_id, token, new_key)
+        assert status == 204, body
+        assert (await gw.call("GET", "/api/me", token))[0] == 200
+        assert await gw.login(email, "a brand new password")
+
+
+async def test_wrong_current_passwords_are_throttled_like_logins() -> None:
+    async with gateway() as gw:
+        user_id, email = await gw.user("Pilot", await gw.tenant())
+        token = await gw.login(email)
+        path = f"/api/users/{user_id}/password"
+        for guess in range(5):
+            status, body = await gw.call("POST", path, token, json={
+                "current_password": f"guess number {guess}",
+                "new_password": f"guess number {guess}"})
+            assert_problem(status, body, 422, "validation_failed")
+        response = await gw.client.post(path, json={"current_password": PASSWORD,
+                                                    "new_password": "a new long password"},
+                                        headers={"Authorization": f"Bearer {token}"})
+        assert_problem(response.status, await response.json(content_type=None), 429,
+                       "rate_limited")
+        assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+        assert await gw.login(email)  # a login's own count is separate
+        gw.clock.set(gw.clock.now() + timedelta(minutes=15, seconds=1))
+        token = await gw.login(email)
+        assert (await gw.call("POST", path, token, json={
+            "current_password": PASSWORD, "new_password": "a new long password"}))[0] == 204
+
+
+async def test_a_right_current_password_clears_the_failures() -> None:
+    async with gateway() as gw:
+        user_id, email = await gw.user("Pilot", await gw.tenant())
+        token = await gw.login(email)
+        path = f"/api/users/{user_id}/password"
+        current = PASSWORD
+        for round_ in range(2):
+            for guess in range(4):
+                assert (await gw.call("POST", path, token, json={
+                    "current_password": f"guess {guess} of {round_}",
+                    "new_password": "whatever it may be"}))[0] == 422
+            new = f"the password of round {round_}"
+            assert (await gw.call("POST", path, token, json={
+                "current_password": current, "new_password": new}))[0] == 204
+            current = new
 
 
 async def test_admin_reset_forces_a_change_before_anything_else() -> None:

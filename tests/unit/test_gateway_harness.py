@@ -140,9 +140,11 @@ def pirep_body(**overrides: Any) -> dict[str, Any]:
 @asynccontextmanager
 async def gateway(*, cache_ttl: float = 0.0, session_ttl: timedelta = timedelta(hours=12),
                   admin_must_change: bool = False, read_models: ReadModels | None = None,
-                  catch_up: CatchUp | None = None) -> AsyncIterator[Gateway]:
+                  catch_up: CatchUp | None = None,
+                  hasher: Argon2PasswordHasher | None = None) -> AsyncIterator[Gateway]:
     """The gateway on in-memory adapters; ``read_models`` with the ``catch_up`` feeding them
-    replace the in-memory read models (e.g. PostgreSQL's)."""
+    replace the in-memory read models (e.g. PostgreSQL's); ``hasher`` (closed on the way out)
+    replaces cheap argon2."""
     clock = TickingClock(NOW)
     ids = UuidV7Ids()
     if (read_models is None) != (catch_up is None):
@@ -152,15 +154,17 @@ async def gateway(*, cache_ttl: float = 0.0, session_ttl: timedelta = timedelta(
         read_models, catch_up = memory, memory.catch_up
     store = ProjectingStore(InMemoryEventStore(EventCodec(default_registry())), catch_up)
     repos = Repositories(store, InMemorySnapshotStore())
-    hasher = Argon2PasswordHasher(TEST_ONLY_CHEAP, max_concurrency=2)
+    hasher = hasher or Argon2PasswordHasher(TEST_ONLY_CHEAP, max_concurrency=2)
     sessions = InMemoryKeyValue(clock, session_ttl)
     authenticator = Authenticator(repos.users, sessions, store, clock, cache_ttl=cache_ttl)
+    throttles = InMemoryKeyValue(clock, timedelta(minutes=15))
     login = LoginService(repos.users, store, sessions, hasher, clock, ids,
                          session_ttl=session_ttl,
-                         email_throttle=LoginThrottle(InMemoryKeyValue(clock, timedelta(
-                             minutes=15)), clock))
+                         email_throttle=LoginThrottle(throttles, clock))
     commands = CommandService(repos, store, hasher, clock, ids,
                               InMemoryKeyValue(clock, timedelta(minutes=10)),
+                              password_throttle=LoginThrottle(throttles, clock,
+                                                              namespace="password-change"),
                               on_credentials_changed=lambda uid: authenticator.forget(
                                   user_id=uid))
     registry = CollectorRegistry()

@@ -115,6 +115,8 @@ async def build_gateway_deps(nc: NATS, topology: Topology, read_models: ReadMode
                          email_throttle=LoginThrottle(throttles, clock, window=window),
                          address_throttle=address_throttle)
     commands = CommandService(auth.repos, auth.claims, the_hasher, clock, ids, idempotency,
+                              password_throttle=LoginThrottle(throttles, clock, window=window,
+                                                              namespace="password-change"),
                               on_credentials_changed=lambda user_id: auth.authenticator.forget(
                                   user_id=user_id))
     usage = ApiKeyUsage(auth.repos.users)
