@@ -40,6 +40,22 @@ def hash_password(password: str, *, time_cost: int, memory_cost_kib: int, parall
                     hash_len=hash_len, version=ARGON2_VERSION)
     if raw is None:
         raise HashingError("argon2id refused the parameters")
+    return _encode(salt, raw, time_cost=time_cost, memory_cost_kib=memory_cost_kib,
+                   parallelism=parallelism)
+
+
+def unmatchable_hash(*, time_cost: int, memory_cost_kib: int, parallelism: int, hash_len: int,
+                     salt_len: int) -> str:
+    """An encoded argon2id hash with a random digest instead of a password's.
+
+    Verifying a password against it costs exactly what a real hash with these parameters costs
+    and fails (but for a chance of 2 ** -(8 * hash_len)); it costs nothing to make."""
+    return _encode(os.urandom(salt_len), os.urandom(hash_len), time_cost=time_cost,
+                   memory_cost_kib=memory_cost_kib, parallelism=parallelism)
+
+
+def _encode(salt: bytes, raw: bytes, *, time_cost: int, memory_cost_kib: int,
+            parallelism: int) -> str:
     return (f"{_PREFIX}v={ARGON2_VERSION}$m={memory_cost_kib},t={time_cost},p={parallelism}"
             f"${_b64(salt)}${_b64(raw)}")
 

@@ -116,7 +116,10 @@ class Argon2PasswordHasher:
         self._slots = asyncio.Semaphore(workers)
         self._machine = (MachineSlots(shared_slots, default_concurrency())
                          if shared_slots is not None else None)
-        self._dummy: str | None = None
+        # Made now, not at the first unknown email: that login would also pay for a hash.
+        self._dummy = argon2_one_core.unmatchable_hash(
+            time_cost=params.time_cost, memory_cost_kib=params.memory_cost_kib,
+            parallelism=params.parallelism, hash_len=params.hash_len, salt_len=params.salt_len)
 
     async def hash(self, password: str) -> str:
         return await self._run(self._hash_sync, password)
@@ -126,8 +129,6 @@ class Argon2PasswordHasher:
 
     async def verify_dummy(self, password: str) -> None:
         """Spend the time of a real verification (for an unknown email: equal timing)."""
-        if self._dummy is None:
-            self._dummy = await self.hash("albatross-dummy-password-for-timing")
         await self.verify(self._dummy, password)
 
     def needs_rehash(self, password_hash: str) -> bool:

@@ -227,15 +227,17 @@ class LoginService:
 
     async def login(self, email: str, password: str, *, address: str | None = None) -> LoginResult:
         normalised = normalise_email(email)
-        if self._address_throttle is not None and address:
-            await self._address_throttle.begin(address)
+        origin = address or ""
+        by_address = self._address_throttle if origin else None
+        attempt = await by_address.begin(origin) if by_address else 0.0
         await self._email_throttle.begin(normalised)
         loaded = await self._check_password(normalised, password)
         if loaded is None or loaded.state is None:
             raise Unauthorized(BAD_CREDENTIALS)
         await self._email_throttle.succeeded(normalised)
-        if self._address_throttle is not None and address:
-            await self._address_throttle.succeeded(address)
+        if by_address:
+            # One account's success says nothing of the guesses at other emails from there.
+            await by_address.withdraw(origin, attempt)
         await self._rehash_if_needed(loaded, password)
         token, expires_at = await self.start_session(loaded.stream, loaded.state)
         return LoginResult(token=token, expires_at=expires_at, user=loaded.state,

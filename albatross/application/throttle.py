@@ -41,8 +41,9 @@ class LoginThrottle:
     def key_for(self, subject: str) -> str:
         return scoped_hash("login-throttle", self._namespace, subject)
 
-    async def begin(self, subject: str) -> None:
-        """Count one attempt for ``subject``; RateLimited when it has no attempt left."""
+    async def begin(self, subject: str) -> float:
+        """Count one attempt for ``subject`` (its time is returned, for :meth:`withdraw`);
+        RateLimited when it has no attempt left."""
         key = self.key_for(subject)
         for _ in range(_ATTEMPTS):
             now = self._clock.now().timestamp()
@@ -58,18 +59,37 @@ class LoginThrottle:
             else:
                 written = await self._kv.update(key, value, entry.revision)
             if written is not None:
-                return
+                return now
         raise StoreUnavailable("login throttle: too much contention")
 
     async def succeeded(self, subject: str) -> None:
         """The attempt was right: forget the recorded failures of ``subject``."""
         await self._kv.delete(self.key_for(subject))
 
-    def _recent(self, value: bytes | None, now: float) -> list[float]:
+    async def withdraw(self, subject: str, attempt: float) -> None:
+        """The attempt begun at ``attempt`` was right: forget it, and only it.
+
+        For a subject that several people's attempts share (a client address), where one
+        success must not wipe the failures of the others."""
+        key = self.key_for(subject)
+        for _ in range(_ATTEMPTS):
+            entry = await self._kv.get(key)
+            times = self._recorded(entry.value if entry else None)
+            if entry is None or attempt not in times:
+                return
+            times.remove(attempt)
+            if await self._kv.update(key, self._encode(_Failures(times)),
+                                     entry.revision) is not None:
+                return
+        raise StoreUnavailable("login throttle: too much contention")
+
+    def _recorded(self, value: bytes | None) -> list[float]:
         if not value:
             return []
         try:
-            times = self._decode(value).at
+            return self._decode(value).at
         except (msgspec.DecodeError, msgspec.ValidationError):
             return []
-        return sorted(t for t in times if now - self._window < t <= now + 60)
+
+    def _recent(self, value: bytes | None, now: float) -> list[float]:
+        return sorted(t for t in self._recorded(value) if now - self._window < t <= now + 60)

@@ -28,7 +28,7 @@ from albatross.adapters.memory_read_models import InMemoryReadModels
 from albatross.adapters.passwords import PRODUCTION, TEST_ONLY_CHEAP, Argon2PasswordHasher
 from albatross.adapters.system import UuidV7Ids
 from albatross.application.auth import LoginService
-from albatross.application.errors import Unauthorized
+from albatross.application.errors import RateLimited, Unauthorized
 from albatross.application.principal import Principal
 from albatross.application.throttle import LoginThrottle
 from albatross.ops_http import OpsEndpoints
@@ -55,10 +55,15 @@ class CountingHasher(Argon2PasswordHasher):
     def __init__(self) -> None:
         super().__init__(TEST_ONLY_CHEAP, max_concurrency=1)
         self.verifications = 0
+        self.hashes = 0
 
     async def verify(self, password_hash: str, password: str) -> bool:
         self.verifications += 1
         return await super().verify(password_hash, password)
+
+    async def hash(self, password: str) -> str:
+        self.hashes += 1
+        return await super().hash(password)
 
 
 def login_service(gw: Gateway, hasher: Argon2PasswordHasher) -> LoginService:
@@ -72,7 +77,8 @@ def login_service(gw: Gateway, hasher: Argon2PasswordHasher) -> LoginService:
 
 async def test_every_failed_login_costs_exactly_one_argon2_verification() -> None:
     """An unknown email, a wrong password and an over-long password all verify one hash (a
-    dummy one made with the same parameters when there is no real one)."""
+    dummy one with the same parameters when there is no real one), and hash nothing: the
+    first unknown email costs what the others do."""
     async with gateway() as gw:
         hasher = CountingHasher()
         try:
@@ -86,7 +92,7 @@ async def test_every_failed_login_costs_exactly_one_argon2_verification() -> Non
                 with pytest.raises(Unauthorized):
                     await service.login(who, password)
                 assert hasher.verifications == before + 1, (who, len(password))
-            assert hasher._dummy is not None
+            assert hasher.hashes == 0
             dummy = extract_parameters(hasher._dummy)
             assert (dummy.memory_cost, dummy.time_cost, dummy.parallelism) == (
                 TEST_ONLY_CHEAP.memory_cost_kib, TEST_ONLY_CHEAP.time_cost,
@@ -125,6 +131,35 @@ async def test_unknown_email_and_wrong_password_take_similar_time_in_production(
             record("security", login_timing_ratio=round(ratio, 2),
                    login_timing_wrong_ms=round(wrong * 1000, 1),
                    login_timing_unknown_ms=round(unknown * 1000, 1))
+        finally:
+            hasher.close()
+
+
+async def test_a_success_from_an_address_does_not_wipe_its_other_failures() -> None:
+    """The per-address limit counts failures at any email; a login to one's own account from
+    the same address forgets that login's attempt, not the failures at other emails."""
+    async with gateway() as gw:
+        hasher = Argon2PasswordHasher(TEST_ONLY_CHEAP, max_concurrency=1)
+        try:
+            clock = gw.clock
+            service = LoginService(
+                gw.repos.users, gw.store, InMemoryKeyValue(clock, timedelta(hours=1)), hasher,
+                clock, UuidV7Ids(), session_ttl=timedelta(hours=1),
+                email_throttle=LoginThrottle(InMemoryKeyValue(clock, timedelta(minutes=15)),
+                                             clock),
+                address_throttle=LoginThrottle(InMemoryKeyValue(clock, timedelta(minutes=15)),
+                                               clock, limit=3, namespace="address"))
+            _, own = await gw.user("Pilot", await gw.tenant())
+            for n in range(3):
+                await service.login(own, PASSWORD, address="192.0.2.7")
+                with pytest.raises(Unauthorized):
+                    await service.login(f"someone-{n}@example.com", PASSWORD,
+                                        address="192.0.2.7")
+            with pytest.raises(RateLimited):  # three failures: the address is locked
+                await service.login(own, PASSWORD, address="192.0.2.7")
+            # Other addresses are not affected.
+            with pytest.raises(Unauthorized):
+                await service.login("someone-9@example.com", PASSWORD, address="192.0.2.8")
         finally:
             hasher.close()
 

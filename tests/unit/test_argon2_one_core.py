@@ -54,6 +54,19 @@ def test_hashes_verify_across_argon2_cffi_and_ours() -> None:
     assert not argon2_one_core.verify_password(ours, "")
 
 
+def test_an_unmatchable_hash_is_well_formed_with_the_stated_parameters_and_matches_nothing(
+        ) -> None:
+    encoded = argon2_one_core.unmatchable_hash(**PARAMS)
+    params = argon2.extract_parameters(encoded)
+    assert (params.type, params.time_cost, params.memory_cost, params.parallelism,
+            params.hash_len, params.salt_len) == (Type.ID, 2, 512, 4, 32, 16)
+    # Well formed: both verifiers run it (a malformed one would raise, and take no time).
+    assert not argon2_one_core.verify_password(encoded, "correct horse")
+    with pytest.raises(argon2.exceptions.VerifyMismatchError):
+        _cffi().verify(encoded, "correct horse")
+    assert encoded != argon2_one_core.unmatchable_hash(**PARAMS)
+
+
 def test_each_hash_has_its_own_salt() -> None:
     assert _ours("same") != _ours("same")
 
