@@ -15,6 +15,7 @@ from contextvars import ContextVar, Token
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
@@ -63,6 +64,21 @@ def _redact_secrets(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, An
     return event_dict
 
 
+class _UnparsableRequests(logging.Filter):
+    """aiohttp logs a request it could not parse with a traceback whose message quotes the
+    request's bytes, an ``Authorization`` header's among them: keep what kind of error it was
+    and drop the bytes. A client's malformed request is a warning, not a server error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg, record.args = "refused an unparsable HTTP request (%s, %s)", (
+                type(error).__name__, error.code)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(service: str, level: str = "info", *, human: bool = False,
                       stream: TextIO | None = None) -> None:
     """Route structlog and the stdlib ``logging`` module to one JSON-lines stream."""
@@ -87,6 +103,7 @@ def configure_logging(service: str, level: str = "info", *, human: bool = False,
 
     # Libraries (aiohttp, asyncpg, nats) log through the stdlib: render them the same way.
     handler = logging.StreamHandler(out)
+    handler.addFilter(_UnparsableRequests())
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, renderer],

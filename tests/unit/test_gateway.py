@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gzip
+import json
+import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,6 +78,24 @@ async def test_json_bodies_are_known_by_their_media_type(content_type: str,
         assert status == expected, body
         if expected == 400:
             assert_problem(status, body, 400, "malformed_request")
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_its_content_encoding_does_not_decode_is_400(
+        encoding: str, caplog: pytest.LogCaptureFixture) -> None:
+    async with gateway() as gw:
+        login = {"email": ADMIN_EMAIL, "password": PASSWORD}
+        compress = {"gzip": gzip.compress, "deflate": zlib.compress}[encoding]
+        headers = {"Content-Type": "application/json", "Content-Encoding": encoding}
+        response = await gw.client.post("/api/auth/login", headers=headers,
+                                        data=compress(json.dumps(login).encode()))
+        assert response.status == 200  # encoded right: decoded
+        for plain in (json.dumps(login).encode(), b"hello"):
+            status, body = await gw.call("POST", "/api/auth/login", data=plain,
+                                         headers=headers)
+            assert_problem(status, body, 400, "malformed_request")
+    # A client's mistake, not the server's: nothing logged as an error.
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
 
 
 async def test_bodies_over_64_kib_are_413() -> None:

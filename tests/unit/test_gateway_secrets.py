@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import json
 import logging
 from collections.abc import Iterator
 
@@ -76,3 +78,21 @@ async def test_a_full_flow_leaks_no_secret(captured_logs: io.StringIO) -> None:
     assert "$argon2" not in everything
     for secret in secrets:
         assert secret not in everything, f"leaked: {secret[:6]}..."
+
+
+async def test_a_request_too_malformed_to_parse_leaves_its_token_out_of_the_log(
+        captured_logs: io.StringIO) -> None:
+    async with gateway() as gw:
+        token = gw.admin_token
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.client.port)
+        writer.write(b"GET /api/me HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + token.encode() + b" " + b"x" * 9000 + b"\r\n\r\n")
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert answer.startswith(b"HTTP/1.0 400") or answer.startswith(b"HTTP/1.1 400"), answer
+    lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    refused = [line for line in lines if "unparsable" in line["event"]]
+    assert [(line["level"], "LineTooLong" in line["event"]) for line in refused] == [
+        ("warning", True)], lines
+    assert token not in captured_logs.getvalue()
+

@@ -112,6 +112,14 @@ async def _read_body_within(request: web.Request, seconds: float) -> None:
                        f"the request body did not arrive within {seconds:g} s") from None
 
 
+def _abandon_body(request: web.Request, answer: web.StreamResponse) -> None:
+    """A body that failed to decode cannot be read to its end, so the connection cannot carry
+    another request: close it after the answer, and tell aiohttp not to read the rest (it
+    would meet the same error and log it as unhandled)."""
+    request.content.feed_eof()
+    answer.force_close()
+
+
 def context_middleware(metrics: GatewayMetrics, body_limit: int,
                        body_timeout: float = DEFAULT_BODY_TIMEOUT) -> Middleware:
     # Bound now, under the configuration of the app's creation: the lazy proxy get_logger
@@ -149,6 +157,8 @@ def context_middleware(metrics: GatewayMetrics, body_limit: int,
                 elif answer.status == 503:
                     log.warning("dependency unavailable", error=type(exc).__name__,
                                 path=request.path)
+                elif isinstance(exc, web.RequestPayloadError):
+                    _abandon_body(request, answer)
                 response = answer
             response.headers[hdrs.X_REQUEST_ID] = request_id
             elapsed = time.perf_counter() - started

@@ -107,6 +107,10 @@ def known_problem(exc: BaseException) -> web.Response | None:
     """The problem response for an expected refusal; None for a bug (answered 500)."""
     if isinstance(exc, ApiError):
         return problem_response(exc.code, exc.detail, errors=exc.errors, headers=exc.headers)
+    if isinstance(exc, web.RequestPayloadError):
+        # A body its Content-Encoding (gzip, deflate) does not decode, or cut short.
+        return problem_response("malformed_request", "the request body could not be read "
+                                "(is its Content-Encoding right?)")
     if isinstance(exc, ValidationFailed):
         errors = [FieldProblem(field=e.field, message=e.message) for e in exc.errors]
         return problem_response("validation_failed", exc.detail, errors=errors)
