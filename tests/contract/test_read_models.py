@@ -8,6 +8,7 @@ of the port's queries for every role.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -20,6 +21,7 @@ import pytest
 
 from albatross.adapters.memory_read_models import InMemoryReadModels
 from albatross.adapters.postgres.applier import BatchApplier, Poison, checkpoint_channel
+from albatross.adapters.postgres.cursors import encode_cursor
 from albatross.adapters.postgres.listener import CheckpointListener
 from albatross.adapters.postgres.migrations import READER_ROLE, migrate
 from albatross.adapters.postgres.pool import connect
@@ -470,6 +472,13 @@ async def test_tampered_or_foreign_cursors_are_refused(harness: Harness) -> None
         await m.list_users(pa, tenant_id="ta", role=None, limit=2, cursor=good)
     second = await m.list_users(pa, tenant_id=None, role=None, limit=2, cursor=good)
     assert [u.id for u in second.items] == ["p-a2", "p-a1"]
+    # Signed right (the digest's key is no secret) but holding an id no list has.
+    raw = base64.urlsafe_b64decode(good + "=" * (-len(good) % 4))
+    list_name, filters, _, _ = msgspec.msgpack.decode(raw[:-8])
+    for odd_id in ("p-\x00", "p a", "", "p-\u00e9"):
+        forged = encode_cursor(list_name, filters, datetime(2026, 1, 1, tzinfo=UTC), odd_id)
+        with pytest.raises(InvalidCursor):
+            await m.list_users(pa, tenant_id=None, role=None, limit=2, cursor=forged)
 
 
 # Exactly-once and poison ------------------------------------------------------------------

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from albatross.ports import InvalidCursor
+from albatross.ports import InvalidCursor, is_valid_token
 
 _KEY = b"albatross.cursor.v1"
 _DIGEST = 8
@@ -64,6 +64,10 @@ def decode_cursor(cursor: str, list_name: str, filters: str) -> tuple[datetime, 
         raise InvalidCursor("the cursor is not valid") from None
     if body.list_name != list_name or body.filters != filters:
         raise InvalidCursor("the cursor belongs to another list")
+    if not is_valid_token(body.id):
+        # The digest's key is public: a cursor can be forged, so what it holds is checked like
+        # any other input before it reaches a query (a NUL would make PostgreSQL refuse it).
+        raise InvalidCursor("the cursor is not valid")
     try:
         moment = _EPOCH + timedelta(microseconds=body.micros)
     except OverflowError:
