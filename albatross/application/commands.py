@@ -193,6 +193,9 @@ class CommandService:
         for attempt in range(_RETRIES):
             loaded = await self._load_user(user_id)
             assert loaded.state is not None
+            if loaded.state.must_change_password and new_password == current_password:
+                raise ValidationFailed.single("new_password",
+                                              "must differ from the temporary password")
             # The change is appended at the version whose password was checked: a reset or
             # another change landing meanwhile fails the append, and the current password is
             # checked again against what they stored.

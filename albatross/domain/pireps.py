@@ -152,7 +152,17 @@ def decide_submit(state: Pirep | None, cmd: SubmitPirep) -> list[Event]:
         raise Conflict(f"PIREP {cmd.pirep_id} already exists")
     raise_if_any(details_errors(cmd.details, cmd.now))
     return [PirepSubmitted(pirep_id=cmd.pirep_id, tenant_id=cmd.tenant_id,
-                           pilot_id=cmd.pilot_id, details=cmd.details)]
+                           pilot_id=cmd.pilot_id, details=_in_utc(cmd.details))]
+
+
+def _in_utc(details: FlightDetails) -> FlightDetails:
+    """Stored, and so shown everywhere, in UTC (the contract's form), whatever offset the
+    pilot wrote: one instant, one spelling."""
+    off, on = details.block_off_at, details.block_on_at
+    if off.tzinfo is UTC and on.tzinfo is UTC:
+        return details
+    return msgspec.structs.replace(details, block_off_at=off.astimezone(UTC),
+                                   block_on_at=on.astimezone(UTC))
 
 
 def decide_review(state: Pirep | None, cmd: ReviewPirep) -> list[Event]:

@@ -567,10 +567,28 @@ async def test_admin_reset_forces_a_change_before_anything_else() -> None:
         status, body = await gw.call("POST", "/api/users/someone-else/password", token,
                                      json={"new_password": "whatever it is!"})
         assert_problem(status, body, 403, "password_change_required")
+        status, body = await gw.call("POST", f"/api/users/{user_id}/password", token,
+                                     json={"current_password": "temporary password",
+                                           "new_password": "temporary password"})
+        assert_problem(status, body, 422, "validation_failed")
+        assert body["errors"][0]["field"] == "new_password"
+        assert (await gw.call("GET", "/api/me", token))[1]["must_change_password"] is True
         assert (await gw.call("POST", f"/api/users/{user_id}/password", token,
                               json={"current_password": "temporary password",
                                     "new_password": "my own new password"}))[0] == 204
         assert (await gw.call("GET", "/api/tenants", token))[0] == 200
+
+
+async def test_block_times_are_answered_in_utc_whatever_offset_was_sent() -> None:
+    async with gateway() as gw:
+        _, token, _ = await gw.pilot_with_api_key()
+        status, created = await gw.call("POST", "/api/pireps", token, json=pirep_body(
+            block_off_at="2026-11-26T10:00:00+02:00", block_on_at="2026-11-26T12:30:00+02:00"))
+        assert status == 201, created
+        assert (created["block_off_at"], created["block_on_at"]) == (
+            "2026-11-26T08:00:00Z", "2026-11-26T10:30:00Z")
+        status, read = await gw.call("GET", f"/api/pireps/{created['id']}", token)
+        assert read == created
 
 
 async def test_a_generated_admin_password_must_be_changed() -> None:

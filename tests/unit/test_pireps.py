@@ -73,6 +73,18 @@ def test_submit_produces_a_pending_pirep() -> None:
                           status="pending", submitted_at=NOW)
 
 
+def test_block_times_with_an_offset_are_stored_in_utc() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    events = decide_submit(None, submit(block_off_at=OFF.astimezone(plus_two),
+                                        block_on_at=ON.astimezone(plus_two)))
+    assert isinstance(events[0], PirepSubmitted)
+    stored = events[0].details
+    assert (stored.block_off_at, stored.block_on_at) == (OFF, ON)
+    assert stored.block_off_at.tzinfo is UTC
+    assert stored.block_on_at.tzinfo is UTC
+    assert msgspec.json.encode(stored) == msgspec.json.encode(details())
+
+
 def test_minimal_report_with_defaults_is_accepted() -> None:
     minimal = FlightDetails(flight_number="1", departure="EGLL", arrival="EGLL",
                             block_off_at=OFF, block_on_at=ON, flight_time_minutes=1)
