@@ -7,7 +7,7 @@ principal (or, for a PlatformAdmin, from the resource), never trusted from input
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -309,7 +309,8 @@ class CommandService:
         return Done(pirep_view(loaded.state, loaded.version), loaded.version, True)
 
     async def review_pirep(self, principal: Principal, pirep_id: str, *, decision: Decision,
-                           comment: str | None, if_match: int | None) -> Done[PirepView]:
+                           comment: str | None,
+                           if_match: Collection[int] | None) -> Done[PirepView]:
         stream = await self._locate("pirep", pirep_id, "PIREP")
         loaded = await self._repos.pireps.load(stream)
         if loaded.state is None:
@@ -318,7 +319,7 @@ class CommandService:
         cmd = pireps.ReviewPirep(decision=decision, reviewer_id=principal.user_id,
                                  comment=comment)
         if if_match is not None:
-            if if_match != loaded.version:
+            if loaded.version not in if_match:
                 raise PreconditionFailed(f"the PIREP is at version {loaded.version}")
             events = pireps.decide_review(loaded.state, cmd)
             now = self._clock.now()

@@ -591,6 +591,31 @@ async def test_block_times_are_answered_in_utc_whatever_offset_was_sent() -> Non
         assert read == created
 
 
+@pytest.mark.parametrize(("if_match", "expected"), [
+    ("*", 200), ('"{v}"', 200), ('"999", "{v}"', 200), (' "{v}" ,"7"', 200), ("{v}", 200),
+    ('W/"{v}"', 412), ('W/"999", W/"{v}"', 412), ('"999"', 412), ("", 412),
+    ("garbage", 412), ('"{v}', 412),
+])
+async def test_if_match_compares_strongly_and_takes_lists_and_star(if_match: str,
+                                                                   expected: int) -> None:
+    """RFC 9110 13.1.1: ``*`` matches any current PIREP, a list matches if one tag does,
+    and a weak tag never matches."""
+    async with gateway() as gw:
+        _, token, _ = await gw.pilot_with_api_key()
+        status, pirep = await gw.call("POST", "/api/pireps", token, json=pirep_body())
+        assert status == 201
+        status, body = await gw.call("POST", f"/api/pireps/{pirep['id']}/review",
+                                     gw.admin_token, json={"decision": "accept"},
+                                     headers={"If-Match": if_match.format(v=pirep["version"])})
+        assert status == expected, body
+        if expected == 412:
+            assert_problem(status, body, 412, "precondition_failed")
+            status, body = await gw.call("POST", "/api/pireps/no-such-pirep/review",
+                                         gw.admin_token, json={"decision": "accept"},
+                                         headers={"If-Match": if_match})
+            assert_problem(status, body, 404, "not_found")
+
+
 async def test_a_generated_admin_password_must_be_changed() -> None:
     async with gateway(admin_must_change=True) as gw:
         status, body = await gw.call("GET", "/api/setup")

@@ -10,7 +10,7 @@ from albatross.services.gateway.handlers_tenants import bad_cursor
 from albatross.services.gateway.http import (
     decode_body,
     idempotency_key,
-    if_match_version,
+    if_match_versions,
     json_response,
     none_match,
     not_modified,
@@ -46,7 +46,7 @@ async def submit_pirep(request: web.Request) -> web.Response:
 
 
 async def review_pirep(request: web.Request) -> web.Response:
-    expected = if_match_version(request)
+    expected = if_match_versions(request)
     body = await decode_body(request, ReviewInput)
     done = await request.app[DEPS].commands.review_pirep(
         request[PRINCIPAL], request.match_info["pirep_id"], decision=body.decision,

@@ -16,7 +16,9 @@ T = TypeVar("T")
 _encode = msgspec.json.Encoder().encode
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
 _UNKNOWN = re.compile(r"unknown field `([^`]*)`")
-_IF_MATCH = re.compile(r'^\s*(?:W/)?"?([0-9]{1,18})"?\s*$')
+# One entity tag of ours: a version in quotes (bare digits are taken too). Weak tags (W/"3")
+# are recognised to be refused: If-Match compares strongly (RFC 9110 13.1.1).
+_ENTITY_TAG = re.compile(r'\s*(W/)?("?)([0-9]{1,18})\2\s*')
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
@@ -180,15 +182,22 @@ def page_params(request: web.Request) -> tuple[int, str | None]:
     return limit, query_str(request, "cursor")
 
 
-def if_match_version(request: web.Request) -> int | None:
-    raw = request.headers.get("If-Match")
-    if raw is None:
+def if_match_versions(request: web.Request) -> frozenset[int] | None:
+    """The versions ``If-Match`` accepts; None for no condition (absent, or ``*``: any
+    current PIREP, and a missing one is 404 first). A weak tag, or one we never issued,
+    matches nothing (so a header of only those fails with 412)."""
+    fields = request.headers.getall(hdrs.IF_MATCH, ())
+    if not fields:
         return None
-    match = _IF_MATCH.match(raw)
-    if match is None:
-        # A tag we never issued cannot match the current version.
-        raise ApiError("precondition_failed", "If-Match must be a version we issued, e.g. \"3\"")
-    return int(match.group(1))
+    tags = [tag for field in fields for tag in field.split(",")]
+    if [tag.strip() for tag in tags] == ["*"]:
+        return None
+    versions = set()
+    for tag in tags:
+        match = _ENTITY_TAG.fullmatch(tag)
+        if match is not None and match.group(1) is None:
+            versions.add(int(match.group(3)))
+    return frozenset(versions)
 
 
 def idempotency_key(request: web.Request) -> str | None:

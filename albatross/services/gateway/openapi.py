@@ -88,7 +88,9 @@ def _operation(op: Operation, schema_of: dict[int, Any],
                            "schema": {"type": "string"}})
     if op.if_match:
         parameters.append({"name": "If-Match", "in": "header", "required": False,
-                           "description": 'The PIREP version, e.g. "3" (its ETag)',
+                           "description": 'The PIREP versions (ETags) the review applies '
+                                          'to, e.g. "3"; compared strongly (a weak tag '
+                                          'matches nothing); * for any',
                            "schema": {"type": "string"}})
     if parameters:
         out["parameters"] = parameters
