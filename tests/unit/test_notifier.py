@@ -383,6 +383,31 @@ class NoSignals:
         return None
 
 
+async def test_a_socket_admitted_between_a_signal_and_its_commit_is_closed_within_1_s(
+        ) -> None:
+    """The user had no socket here when the signal came; one is admitted right after, its
+    authentication reading the state before the revocation commits (20 ms later)."""
+    creds = Credentials({"token": PILOT})
+    hub = hub_at(0)
+    watcher = RevocationWatcher(hub, creds, NoSignals(), NotifierMetrics(CollectorRegistry()))
+    await watcher.user_changed("pilot-a")
+    ws = FakeWs()
+    session = Session(ws, ws, PILOT, "token", "h-token", feed=FakeFeed([]),  # type: ignore[arg-type]
+                      config=SessionConfig(), metrics=NotifierMetrics(CollectorRegistry()),
+                      abort=lambda: None)
+    hub.register(session)
+    watcher.admitted(session)
+    await asyncio.sleep(0.02)
+    del creds.tokens["token"]  # the revocation commits
+    for _ in range(100):  # up to 1 s after the signal
+        if session.closed:
+            break
+        await asyncio.sleep(0.01)
+    await session.wait_closed()
+    assert ws.closed_with == (4401, b"credential revoked")
+    await watcher.stop()
+
+
 async def test_user_change_re_authenticates_that_users_sockets_only() -> None:
     principals = {"a1": PILOT, "a2": PILOT, "b": ADMIN}
     creds = Credentials(dict(principals))

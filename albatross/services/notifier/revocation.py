@@ -11,8 +11,9 @@ receives:
   the authenticator is the only way to get exactly that right without reading credentials.
 
 Safety nets: every socket is re-authenticated every ``interval`` seconds (this also ends
-expired sessions), and a socket admitted just after a signal about its user or session is
-re-checked at once (its authentication may have read the state just before the revocation).
+expired sessions), and a socket admitted just after a signal about its user gets that
+schedule from its admission (its authentication may have read the state just before the
+change committed), one admitted just after its session's removal is re-checked at once.
 """
 
 from __future__ import annotations
@@ -90,8 +91,10 @@ class RevocationWatcher:
     async def user_changed(self, user_id: str) -> None:
         self._metrics.revocations.labels(signal="user_changed").inc()
         self._remember(self._recent_users, user_id)
-        if not self._hub.sessions_of_user(user_id):
-            return
+        if self._hub.sessions_of_user(user_id):
+            self._schedule_user_checks(user_id)
+
+    def _schedule_user_checks(self, user_id: str) -> None:
         previous = self._user_checks.pop(user_id, None)
         if previous is not None:
             previous.cancel()  # the new schedule covers it
@@ -118,9 +121,13 @@ class RevocationWatcher:
     def admitted(self, session: Session) -> None:
         """Called for each new socket: re-check it if a signal about it just came in."""
         now = self._monotonic()
-        recent = (self._recent_users.get(session.principal.user_id, -1e18),
-                  self._recent_secrets.get(session.secret_hash, -1e18))
-        if any(now - at <= self._recent_window for at in recent):
+        user_id = session.principal.user_id
+        if now - self._recent_users.get(user_id, -1e18) <= self._recent_window:
+            # Its authentication may have read the user before the signalled change committed,
+            # and the commit may still be on its way: the full schedule, from now.
+            self._auth.forget(session.secret)
+            self._schedule_user_checks(user_id)
+        elif now - self._recent_secrets.get(session.secret_hash, -1e18) <= self._recent_window:
             self._auth.forget(session.secret)
             self._spawn(self.revalidate([session]))
 
