@@ -225,6 +225,50 @@ async def test_a_late_resume_replays_only_what_was_never_sent() -> None:
     assert not session.resume(0)  # a second resume is a protocol error
 
 
+async def test_a_resume_while_held_changes_wait_for_room_is_served_first_in_order() -> None:
+    """The grace ended without a resume; the held changes wait for a slow client to make
+    room; a resume then is served before them (it was accepted, and then ignored)."""
+    stored = [change(n) for n in range(1, 14)]
+    hub, ws = hub_at(0), FakeWs()
+    for item in stored[:10]:
+        hub.dispatch(item)
+    feed = FakeFeed(stored)
+    session, _ = make_session(ws, feed, resume_grace=0.05)
+    hub.register(session)  # ready at 10
+    session.start()
+    for item in stored[10:]:  # 11..13 held
+        hub.dispatch(item)
+    ws.buffered = 10**9  # the client is not reading just now
+    await asyncio.sleep(0.1)
+    assert session.state is State.CATCHING_UP
+    assert session.resume(5)
+    ws.buffered = 0
+    await settle(session)
+    assert feed.replays == [(5, 10)]
+    assert ws.sequences() == list(range(6, 14))
+
+
+async def test_a_resume_just_as_the_grace_ends_is_served() -> None:
+    stored = [change(n) for n in range(1, 13)]
+    hub, ws = hub_at(0), FakeWs()
+    for item in stored[:10]:
+        hub.dispatch(item)
+    feed = FakeFeed(stored)
+    session, _ = make_session(ws, feed, resume_grace=0.05)
+    hub.register(session)
+    session.start()
+    hub.dispatch(stored[10])
+    waiting = session._resume_at
+    assert waiting is not None
+    while not waiting.done():  # the grace's timeout cancels the wait; the hold wakes after us
+        await asyncio.sleep(0)
+    assert session.state is State.HOLDING
+    assert session.resume(7)
+    hub.dispatch(stored[11])
+    await settle(session)
+    assert ws.sequences() == [8, 9, 10, 11, 12]
+
+
 # Backpressure -----------------------------------------------------------------------------
 
 async def test_a_full_buffer_closes_that_socket_4008_and_never_blocks_the_hub() -> None:

@@ -8,7 +8,9 @@ Promises:
   one step (no await between), so every change above N reaches :meth:`offer`. Until the socket
   is live (right after ``ready``, while it may still send ``resume``, and during a replay) live
   changes wait in ``pending``; a replay covers ``(after, N]``; then ``pending`` is drained and
-  the socket goes live without an await in between.
+  the socket goes live without an await in between. A resume after the grace is still served,
+  before the next change that waits; what was already sent live stays sent (every change
+  once, but those before the replay).
 * **Bounded memory; a slow client slows nobody.** Frames are written straight to the
   connection's transport (the outbound queue is the transport's buffer, bounded by
   ``max_buffer_bytes``), so a fan-out costs no task switch per socket. :meth:`offer` never
@@ -102,6 +104,7 @@ class Session:
         self._ready_sequence = 0
         self._cursor = 0
         self._resumed = False
+        self._resume_after: int | None = None
         self._resume_at: asyncio.Future[int] | None = None
         self._control: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
@@ -136,14 +139,17 @@ class Session:
             return False
         self._resumed = True
         self._metrics.replays.inc()
-        if self._state is State.HOLDING and self._resume_at is not None:
-            if not self._resume_at.done():
-                self._resume_at.set_result(after)
+        self._resume_after = after
+        if self._state is State.HOLDING:
+            if self._resume_at is not None and not self._resume_at.done():
+                self._resume_at.set_result(after)  # ends the grace at once
+            # Else the grace has just ended: the catch-up about to start takes it first.
         elif self._state is State.LIVE:
             # Late: live changes above N were already sent. Still every change once.
             self._state = State.CATCHING_UP
-            self._control = asyncio.create_task(self._catch_up(after),
+            self._control = asyncio.create_task(self._catch_up(),
                                                 name="notifier.session.catch_up")
+        # CATCHING_UP: the running catch-up takes it before the next held change it sends.
         return True
 
     # Live changes from the hub (synchronous: never waits) --------------------------------
@@ -181,49 +187,66 @@ class Session:
 
     async def _send_paced(self, frame: bytes) -> None:
         """Write once the client has made room (replay and drain: at the client's pace)."""
+        await self._room()
+        if self._send(frame):
+            self._metrics.messages_sent.labels(type="change").inc()
+
+    async def _room(self) -> None:
         low = self._limit // 2
         # Polled: the transport is aiohttp's, whose pause/resume callbacks are not ours to
         # take over. Only a catching-up socket with a full buffer polls.
-        while self._transport.get_write_buffer_size() > low:  # noqa: ASYNC110
+        while (self._transport.get_write_buffer_size() > low  # noqa: ASYNC110
+               and self._state is not State.CLOSED):
             await asyncio.sleep(self._config.drain_poll)
-        if self._send(frame):
-            self._metrics.messages_sent.labels(type="change").inc()
 
     # Catching up ----------------------------------------------------------------------------
 
     async def _hold(self) -> None:
         assert self._resume_at is not None
-        after: int | None
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._config.resume_grace):
-                after = await self._resume_at
-        except TimeoutError:
-            after = None
-        await self._catch_up(after)
+                await self._resume_at
+        await self._catch_up()
 
-    async def _catch_up(self, after: int | None) -> None:
+    async def _catch_up(self) -> None:
+        """Serve the resume, if any, then the held changes; a resume that comes meanwhile
+        (after the grace) is served before the next held change."""
         self._state = State.CATCHING_UP
-        if after is not None:
-            if after < self._ready_sequence:
-                try:
-                    await self._replay(after, self._ready_sequence)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    _log.warning("replay failed", user_id=self.principal.user_id,
-                                 error=repr(exc))
-                    self.close(CLOSE_TRY_AGAIN, "replay failed: resume again")
+        while self._state is State.CATCHING_UP:
+            after, self._resume_after = self._resume_after, None
+            if after is not None:
+                if not await self._replay_after(after):
                     return
-            self._cursor = max(self._cursor, after)
-        while self._pending:
-            sequence, frame = self._pending.popleft()
-            if sequence <= self._cursor:
                 continue
-            self._cursor = sequence
-            await self._send_paced(frame)
-        # No await since the loop saw ``pending`` empty: nothing can slip in between.
-        if self._state is State.CATCHING_UP:
-            self._state = State.LIVE
+            if not self._pending:
+                # No await since the loop saw ``pending`` empty: nothing can slip in between.
+                self._state = State.LIVE
+                return
+            await self._room()
+            if self._resume_came():  # while this waited for room
+                continue
+            sequence, frame = self._pending.popleft()
+            if sequence > self._cursor:
+                self._cursor = sequence
+                if self._send(frame):
+                    self._metrics.messages_sent.labels(type="change").inc()
+
+    def _resume_came(self) -> bool:
+        return self._resume_after is not None
+
+    async def _replay_after(self, after: int) -> bool:
+        """Send what the user may see in ``(after, N]``; False if the socket was closed."""
+        if after < self._ready_sequence:
+            try:
+                await self._replay(after, self._ready_sequence)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                _log.warning("replay failed", user_id=self.principal.user_id, error=repr(exc))
+                self.close(CLOSE_TRY_AGAIN, "replay failed: resume again")
+                return False
+        self._cursor = max(self._cursor, after)
+        return True
 
     async def _replay(self, after: int, until: int) -> None:
         changes = self._feed.replay(after, until)
