@@ -57,7 +57,7 @@ from albatross.services.projector.outbox import (
     HANDED_LIMIT,
     OutboxPublisher,
 )
-from albatross.services.projector.rebuild import rebuild, replay
+from albatross.services.projector.rebuild import rebuild, replay, swap_in
 from albatross.services.projector.runner import Projector
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
@@ -692,6 +692,55 @@ async def test_a_batch_whose_checkpoint_moved_meanwhile_writes_nothing(dsn: str)
         assert await connection.fetchval("SELECT count(*) FROM moved.change_outbox") == 1
     finally:
         await connection.close()
+
+
+class SwapsBeforeWrite:
+    """A connection on which a rebuild's swap commits between a batch's preload and its write
+    (the swap's shadow already stands at the live checkpoint)."""
+
+    def __init__(self, connection: Any, swapper: Any, shadow: str, live: str) -> None:
+        self._connection, self._swapper = connection, swapper
+        self._shadow, self._live = shadow, live
+
+    async def fetch(self, *args: Any) -> Any:
+        return await self._connection.fetch(*args)
+
+    async def fetchrow(self, *args: Any) -> Any:
+        await swap_in(None, self._swapper, "no stream: nothing to catch up", None,  # type: ignore[arg-type]
+                      self._shadow, self._live)
+        return await self._connection.fetchrow(*args)
+
+
+async def test_a_batch_preloaded_before_a_rebuild_swap_does_not_write_over_it(dsn: str) -> None:
+    from albatross.adapters.postgres.applier import CheckpointMoved
+    from tests.contract.test_read_models import Log, review, submit, tenant, user
+
+    live, shadow = f"swap_live_{uuid.uuid4().hex[:8]}", f"swap_shadow_{uuid.uuid4().hex[:8]}"
+    connection, swapper = await connect(dsn), await connect(dsn)
+    try:
+        await migrate(connection, live, fresh=True)
+        log = Log()
+        history = [tenant(log, "ta", "AAA"), user(log, "p1", "Pilot", "ta"),
+                   submit(log, "r-1", "ta", "p1", 60), submit(log, "r-2", "ta", "p1", 45),
+                   review(log, "r-1", "ta", accept=True)]
+        await BatchApplier(live).apply(connection, history)
+        # The live figures drifted (why one rebuilds); the rebuilt shadow has them right.
+        await connection.execute(f"UPDATE {live}.users SET flight_count = 99, "
+                                 "flight_minutes = 9999 WHERE id = 'p1'")
+        await migrate(swapper, shadow, fresh=True)
+        await BatchApplier(shadow, outbox=False, notify=False).apply(swapper, history)
+        batch = [review(log, "r-2", "ta", accept=True)]
+        applier = BatchApplier(live)
+        with pytest.raises(CheckpointMoved):
+            await applier.apply(SwapsBeforeWrite(connection, swapper, shadow, live), batch)
+        figures = f"SELECT flight_count, flight_minutes FROM {live}.users WHERE id = 'p1'"
+        assert tuple(await connection.fetchrow(figures)) == (1, 60)  # the rebuild's
+        await applier.apply(connection, batch)  # the retry: preloaded from the rebuilt rows
+        assert tuple(await connection.fetchrow(figures)) == (2, 105)
+    finally:
+        await connection.execute(f"DROP SCHEMA IF EXISTS {live} CASCADE")
+        await connection.close()
+        await swapper.close()
 
 
 # Rows added straight to a read-model table: ``{schema}``, ``{p}`` (id prefix), ``{n}`` rows.

@@ -6,9 +6,10 @@ projection (:mod:`albatross.application.projections`) over the rest, and writes 
 rows, the PIREP history, the change outbox, the poison records and the new checkpoint in ONE
 statement of data-modifying CTEs over ``unnest`` arrays. That statement is its own transaction
 and is guarded: it moves the checkpoint only from the value the batch was projected against,
-and every other part of it is conditional on that move, so rows and checkpoint can never
-disagree, a concurrent writer (a rebuild's swap, a second applier) makes the whole batch a
-no-op (:class:`CheckpointMoved`), and replaying any prefix of the stream changes nothing.
+in the very table it was read from, and every other part of it is conditional on that move,
+so rows and checkpoint can never disagree, a concurrent writer (a second applier; a rebuild's
+swap, whose new tables stand at the same checkpoint) makes the whole batch a no-op
+(:class:`CheckpointMoved`), and replaying any prefix of the stream changes nothing.
 
 Round trips, not rows, are what a small batch pays for (and each one waits for two processes
 to be scheduled on a busy machine): a batch costs two whatever its size, where a transaction
@@ -142,7 +143,7 @@ class BatchApplier:
         Raises :class:`CheckpointMoved` (having written nothing) when another writer moved
         the checkpoint meanwhile.
         """
-        current, state = await self._preload(connection, batch)
+        current, table_oid, state = await self._preload(connection, batch)
         fresh: dict[int, Incoming] = {}
         for record in batch:
             if record.sequence > current:
@@ -175,7 +176,7 @@ class BatchApplier:
         # The NOTIFY in it is delivered on commit only, so a woken reader sees the rows.
         written = await connection.fetchrow(
             self._write_sql, *self._row_arrays(state), *_columns(history, 6),
-            *_columns(outbox, 4), *_columns(poison, 4), current, checkpoint,
+            *_columns(outbox, 4), *_columns(poison, 4), current, checkpoint, table_oid,
             *([self._channel] if self._notify else []))
         if written is None:
             raise CheckpointMoved(f"the checkpoint is no longer {current}")
@@ -191,9 +192,9 @@ class BatchApplier:
             self._renew_plans()
 
     async def _preload(self, connection: Connection,
-                       records: Iterable[Incoming]) -> tuple[int, ProjectionState]:
-        """The checkpoint and every row the batch references, in one query (a review's pilot
-        included)."""
+                       records: Iterable[Incoming]) -> tuple[int, int, ProjectionState]:
+        """The checkpoint, its table's identity, and every row the batch references, in one
+        query (a review's pilot included)."""
         refs = Refs()
         for record in records:
             if isinstance(record, RecordedEvent):
@@ -201,11 +202,11 @@ class BatchApplier:
         state = ProjectionState()
         rows = await connection.fetch(self._preload_sql, list(refs.pireps),
                                       list(refs.api_keys), list(refs.users), list(refs.tenants))
-        checkpoint = 0
+        checkpoint = table_oid = 0
         for row in rows:
             kind, data = row["kind"], row["row"]
             if kind == "checkpoint":
-                checkpoint = int(data)
+                checkpoint, table_oid = int(data[0]), int(data[1])
             elif kind == "pirep":
                 pirep = msgspec.convert(data, PirepView, strict=False)
                 state.pireps[pirep.id] = pirep
@@ -218,12 +219,13 @@ class BatchApplier:
             else:
                 tenant = msgspec.convert(data, TenantView, strict=False)
                 state.tenants[tenant.id] = tenant
-        return checkpoint, state
+        return checkpoint, table_oid, state
 
     def _build_preload(self) -> str:
         s = self._s
         return (
-            f"SELECT 'checkpoint' AS kind, to_jsonb(last_sequence) AS row "  # noqa: S608
+            "SELECT 'checkpoint' AS kind, "  # noqa: S608
+            "jsonb_build_array(last_sequence, tableoid::bigint) AS row "
             f"FROM {s}.projection_checkpoint "
             f"UNION ALL SELECT 'pirep', to_jsonb(p.*) FROM {s}.pireps p "
             "WHERE p.id = ANY($1::text[]) "
@@ -272,11 +274,13 @@ class BatchApplier:
         parts.append(f"p AS (INSERT INTO {s}.poison_events "  # noqa: S608
                      "(sequence, subject, reason, payload) "
                      f"SELECT * FROM unnest({poison}) {guarded} ON CONFLICT DO NOTHING)")
-        expected, new = number + 1, number + 2
+        expected, new, table_oid = number + 1, number + 2, number + 3
+        # The table too: a rebuild's swap replaces it with one at the same checkpoint, and a
+        # batch preloaded from the old tables must not write into the rebuilt ones.
         guard = (f"c AS (UPDATE {s}.projection_checkpoint SET last_sequence = ${new}, "  # noqa: S608
                  f"updated_at = now() WHERE last_sequence = ${expected} "
-                 "RETURNING last_sequence)")
-        final = (f"SELECT last_sequence, pg_notify(${new + 1}, last_sequence::text) FROM c"  # noqa: S608
+                 f"AND tableoid::bigint = ${table_oid} RETURNING last_sequence)")
+        final = (f"SELECT last_sequence, pg_notify(${table_oid + 1}, last_sequence::text) FROM c"  # noqa: S608
                  if self._notify else "SELECT last_sequence FROM c")
         return "WITH " + ", ".join([guard, *parts]) + " " + final
 
