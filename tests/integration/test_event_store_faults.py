@@ -58,8 +58,10 @@ def one_event(stream: StreamId) -> AppendRequest:
 
 
 def lose_replies(store: JetStreamEventStore, count: int,
-                 after_loss: Callable[[], None] = lambda: None) -> list[str]:
-    """Drop the store's next ``count`` acks as a broken connection would; return their subjects.
+                 after_loss: Callable[[], None] = lambda: None,
+                 which: Callable[[Msg], bool] = lambda _: True) -> list[str]:
+    """Drop the store's next ``count`` acks (of those ``which`` picks) as a broken connection
+    would; return their subjects.
 
     Patched before the store's first request, which subscribes with this callback.
     """
@@ -68,7 +70,7 @@ def lose_replies(store: JetStreamEventStore, count: int,
     lost: list[str] = []
 
     def on_reply(msg: Msg) -> None:
-        if len(lost) < count:
+        if len(lost) < count and which(msg):
             lost.append(msg.subject)
             after_loss()
             return
@@ -206,3 +208,39 @@ async def test_an_ack_lost_with_the_server_is_an_unknown_outcome_not_unavailable
     await fresh_nats.restart()
     # It had landed: "unavailable, nothing written" would have been wrong.
     assert await count_landed(fresh_nats, [stream]) == {stream: 1}
+
+
+async def open_abandoned_batches(nc: NATS, count: int) -> None:
+    """Atomic batches whose first message went out and whose commit never followed (another
+    replica's timeouts): they stay open until the server's batch timeout."""
+    for _ in range(count):
+        await nc.request(f"albatross.events.t1.user.{uuid.uuid4().hex}", b"{}", timeout=2,
+                         headers={"Nats-Batch-Id": uuid.uuid4().hex,
+                                  "Nats-Batch-Sequence": "1"})
+
+
+async def test_a_retry_refused_for_too_many_open_batches_is_an_unknown_outcome(
+        fresh_nats: NatsServer) -> None:
+    """The commit of a two-event batch lands but its ack is lost; before the retry, the
+    stream's 50 open batches are used up. The retry's refusal (10210) says nothing of the
+    first attempt: not "unavailable, nothing written"."""
+    nc, store = await open_store(fresh_nats, request_timeout=1.0, deadline=0.5,
+                                 resolve_deadline=1.5)
+    other = await connect(fresh_nats.url)
+    filling: list[asyncio.Task[None]] = []
+    try:
+        lost = lose_replies(store, 1, after_loss=lambda: filling.append(
+            asyncio.get_running_loop().create_task(open_abandoned_batches(other, 50))),
+            which=lambda msg: b'"batch"' in msg.data)  # the commit's ack, not the first's
+        stream = StreamId("user", uuid.uuid4().hex, "t1")
+        request = big_append(stream)
+        request = AppendRequest(stream=stream, events=request.events[:2], expected_version=0,
+                                occurred_at=request.occurred_at, actor_id="a")
+        with pytest.raises(OutcomeUnknown):
+            await store.append(request)
+        await asyncio.gather(*filling)
+        assert len(lost) == 1
+        assert len(await store.load(stream)) == 2  # it had landed
+    finally:
+        await other.close()
+        await nc.close()

@@ -77,6 +77,9 @@ H_MSG_ID = "Nats-Msg-Id"
 WRONG_LAST_SEQUENCE = 10071
 BATCH_DUPLICATE_MSG_ID = 10201
 _RESOLVABLE = {WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID}
+# 10210, too many open atomic batches (default 50 per stream): abandoned ones pile up while the
+# server is slow, and each closes on its own timeout, so it passes like a leader election.
+_TOO_MANY = 429
 _KEY = re.compile(r"^[A-Za-z0-9_=-]{1,100}$")
 # How many earlier appends of the aggregate a retry looks through for its own append.
 _RETRY_LOOKBACK = 32
@@ -243,7 +246,8 @@ class JetStreamEventStore:
         return None
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Retry transient failures (leader election, restart) until the deadline.
+        """Retry transient failures (leader election, restart, too many open batches) until
+        the deadline.
 
         Safe because every retry reuses the append id, so the server or
         ``_resolve_refusal`` recognises what already landed. After an unanswered attempt
@@ -263,9 +267,14 @@ class JetStreamEventStore:
             except _TRANSIENT as exc:
                 failure = exc
             except APIError as exc:
-                if exc.code is None or exc.code < 500:
+                if exc.code is not None and (exc.code >= 500 or exc.code == _TOO_MANY):
+                    failure = exc  # the server's trouble, or its limit of open batches
+                elif unanswered:
+                    # A refusal of the retry says nothing of the attempt that went unanswered.
+                    raise OutcomeUnknown(f"the event store refused a retry of an append it did "
+                                         f"not answer: {exc!r}") from exc
+                else:
                     raise
-                failure = exc
             if unanswered and loop.time() + delay >= began + self._resolve_deadline:
                 raise OutcomeUnknown(f"event store did not answer whether the append landed: "
                                      f"{failure!r}") from failure
