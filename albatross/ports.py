@@ -144,10 +144,11 @@ class StoreUnavailable(EventStoreError):
 
 
 class OutcomeUnknown(EventStoreError):
-    """An append reached the store, whose answer never came: it may or may not have landed.
+    """A write (an append, a key-value write) reached the store, whose answer never came: it
+    may or may not have landed.
 
-    Raised only once the store stayed silent past the resolution deadline; an append that
-    never left the client is :class:`StoreUnavailable` instead.
+    For an append, raised only once the store stayed silent past the resolution deadline; a
+    write that never left the client is :class:`StoreUnavailable` instead.
     """
 
 

@@ -2,7 +2,9 @@
 
 Used for sessions (keyed by the SHA-256 of the token; the bucket's TTL is the session TTL),
 login throttles and PIREP idempotency keys. Every replica reads the same bucket with a Direct
-Get, so a logout is seen everywhere at once. NATS failures become ``StoreUnavailable``.
+Get, so a logout is seen everywhere at once. NATS failures become ``StoreUnavailable``, but
+for a write that was sent and never answered (a timeout, a connection lost meanwhile), which
+may have landed: ``OutcomeUnknown``.
 
 No write is handed to the client while it is between connections: nats-py would buffer it
 and send it on reconnection, so a write answered 503 (nothing written) would take effect
@@ -22,9 +24,10 @@ from nats.js.kv import KeyValue as NatsKeyValue
 
 from albatross.adapters.jetstream.requests import NotConnected, ensure_connected
 from albatross.application.auth_ports import Entry
-from albatross.ports import StoreUnavailable
+from albatross.ports import OutcomeUnknown, StoreUnavailable
 
 _UNAVAILABLE = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError)
+_UNANSWERED = (NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError)
 
 
 class JetStreamKeyValue:
@@ -58,7 +61,9 @@ class JetStreamKeyValue:
             return int(await self._kv.create(key, value))
         except KeyWrongLastSequenceError:
             return None
-        except _UNAVAILABLE as exc:
+        except _UNANSWERED as exc:
+            raise _unanswered("create", exc) from exc
+        except NoRespondersError as exc:
             raise StoreUnavailable(f"key-value create failed: {exc!r}") from exc
         except APIError as exc:
             raise _unavailable_or(exc) from exc
@@ -69,7 +74,9 @@ class JetStreamKeyValue:
             return int(await self._kv.update(key, value, last=revision))
         except KeyWrongLastSequenceError:
             return None
-        except _UNAVAILABLE as exc:
+        except _UNANSWERED as exc:
+            raise _unanswered("update", exc) from exc
+        except NoRespondersError as exc:
             raise StoreUnavailable(f"key-value update failed: {exc!r}") from exc
         except APIError as exc:
             raise _unavailable_or(exc) from exc
@@ -78,10 +85,17 @@ class JetStreamKeyValue:
         self._sendable("delete")
         try:
             await self._kv.delete(key)
-        except _UNAVAILABLE as exc:
+        except _UNANSWERED as exc:
+            raise _unanswered("delete", exc) from exc
+        except NoRespondersError as exc:
             raise StoreUnavailable(f"key-value delete failed: {exc!r}") from exc
         except APIError as exc:
             raise _unavailable_or(exc) from exc
+
+
+def _unanswered(operation: str, exc: Exception) -> OutcomeUnknown:
+    return OutcomeUnknown(f"key-value {operation} sent and not answered, it may have landed: "
+                          f"{exc!r}")
 
 
 def _unavailable_or(exc: APIError) -> Exception:
