@@ -31,6 +31,16 @@ def is_valid_token(value: str) -> bool:
     return bool(_TOKEN.fullmatch(value))
 
 
+# An append's idempotency key goes into a NATS header (``Nats-Msg-Id``).
+_APPEND_KEY = re.compile(r"[A-Za-z0-9_=-]{1,100}")
+
+
+def check_append_key(key: str | None) -> None:
+    """ValueError unless ``key`` is None or 1-100 characters of ``[A-Za-z0-9_=-]``."""
+    if key is not None and not _APPEND_KEY.fullmatch(key):
+        raise ValueError("idempotency keys are 1-100 characters of [A-Za-z0-9_=-]")
+
+
 class StreamId(msgspec.Struct, frozen=True):
     """One aggregate's event stream: ``<scope>.<aggregate>.<aggregate_id>``.
 
@@ -154,7 +164,7 @@ class OutcomeUnknown(EventStoreError):
 
 class EventStore(Protocol):
     async def append(self, request: AppendRequest) -> AppendResult:
-        """Append atomically; idempotent per ``idempotency_key``.
+        """Append atomically; idempotent per ``idempotency_key`` on the same stream.
 
         Raises WrongExpectedVersion, ClaimTaken, StoreUnavailable or OutcomeUnknown.
         """

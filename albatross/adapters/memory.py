@@ -19,6 +19,7 @@ from albatross.ports import (
     StreamId,
     UnreadableEvent,
     WrongExpectedVersion,
+    check_append_key,
 )
 
 
@@ -39,12 +40,15 @@ class InMemoryEventStore:
         self._heads: dict[StreamId, int] = {}
         self._positions: dict[StreamId, list[int]] = {}
         self._claims: dict[str, str] = {}
-        self._appends: dict[str, AppendResult] = {}
+        self._appends: dict[tuple[StreamId, str | None], AppendResult] = {}
 
     async def append(self, request: AppendRequest) -> AppendResult:
         stream = request.stream
-        key = request.idempotency_key
-        if key is not None and key in self._appends:
+        check_append_key(request.idempotency_key)
+        # Per stream, like JetStream's: past its de-duplication window it finds a retry only
+        # among the aggregate's own appends.
+        key = (stream, request.idempotency_key)
+        if key in self._appends:
             return _as_duplicate(self._appends[key])
         head = self._heads.get(stream, 0)
         if request.expected_version is not None and request.expected_version != head:
@@ -69,7 +73,7 @@ class InMemoryEventStore:
             self._claims[subject] = stream.key
             self._log.append(_Stored(len(self._log) + 1, subject, None, b""))
         result = AppendResult(sequence=last, public_sequence=public)
-        if key is not None:
+        if request.idempotency_key is not None:
             self._appends[key] = result
         return result
 

@@ -197,6 +197,15 @@ async def test_retrying_with_the_same_idempotency_key_returns_the_original(
     assert len(await store.load(stream)) == 1
 
 
+@pytest.mark.parametrize("key", ["abc\n", "a b", "", "k" * 101, "caf\u00e9"])
+async def test_an_idempotency_key_outside_its_alphabet_is_refused(store: EventStore,
+                                                                    key: str) -> None:
+    stream = new_stream()
+    with pytest.raises(ValueError, match="idempotency keys"):
+        await store.append(request(stream, registered(stream), expected=0, key=key))
+    assert await store.version(stream) == 0
+
+
 async def test_retrying_a_multi_event_append_with_claims_returns_the_original(
         store: EventStore) -> None:
     stream = new_stream()

@@ -742,6 +742,11 @@ async def test_idempotency_key_returns_the_first_pirep() -> None:
         theirs = await gw.call("POST", "/api/pireps", token2, json=pirep_body(),
                                headers=headers)
         assert theirs[1]["id"] != first[1]["id"]
+        # Past the contract's 10 minutes the key is free again: a new PIREP.
+        gw.clock.set(gw.clock.now() + timedelta(minutes=11))
+        later = await gw.call("POST", "/api/pireps", token, json=pirep_body(), headers=headers)
+        assert later[0] == 201, later
+        assert later[1]["id"] != first[1]["id"]
 
 
 async def test_read_your_writes_waits_for_the_sequence_or_answers_503() -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -68,6 +67,7 @@ from albatross.ports import (
     StreamId,
     UnreadableEvent,
     WrongExpectedVersion,
+    check_append_key,
 )
 
 H_TYPE = "Albatross-Event-Type"
@@ -80,7 +80,6 @@ _RESOLVABLE = {WRONG_LAST_SEQUENCE, BATCH_DUPLICATE_MSG_ID}
 # 10210, too many open atomic batches (default 50 per stream): abandoned ones pile up while the
 # server is slow, and each closes on its own timeout, so it passes like a leader election.
 _TOO_MANY = 429
-_KEY = re.compile(r"^[A-Za-z0-9_=-]{1,100}$")
 # How many earlier appends of the aggregate a retry looks through for its own append.
 _RETRY_LOOKBACK = 32
 _TRANSIENT = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError,
@@ -119,8 +118,7 @@ class JetStreamEventStore:
     async def append(self, request: AppendRequest) -> AppendResult:
         if not request.events:
             raise ValueError("an append needs at least one event")
-        if request.idempotency_key is not None and not _KEY.match(request.idempotency_key):
-            raise ValueError("idempotency keys are 1-100 characters of [A-Za-z0-9_=-]")
+        check_append_key(request.idempotency_key)
         append_id = request.idempotency_key or os.urandom(16).hex()
         return await self._retrying(lambda: self._append_once(request, append_id))
 
