@@ -11,6 +11,22 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+
+def without_credentials(urls: str) -> str:
+    """``urls`` (one, or NATS's comma-separated list) fit for a message: each password is
+    replaced by ``***`` (the deploy manifests put every service's NATS password in its URL),
+    and so is a user without one (in a NATS URL, that is a token)."""
+    shown = []
+    for url in urls.split(","):
+        parts = urlsplit(url.strip())
+        user, _, host = parts.netloc.rpartition("@")
+        if user:
+            kept = f"{parts.username}:" if parts.password is not None else ""
+            parts = parts._replace(netloc=f"{kept}***@{host}")
+        shown.append(urlunsplit(parts))
+    return ",".join(shown)
 
 
 class ConfigError(ValueError):

@@ -110,12 +110,13 @@ async def test_bootstrap_applies_the_migrations(fresh_nats: NatsServer,
 
 
 def test_an_unreachable_nats_exits_non_zero_with_one_clear_line() -> None:
-    env = {**os.environ, "ALBATROSS_NATS_URL": "nats://127.0.0.1:9",
+    env = {**os.environ, "ALBATROSS_NATS_URL": "nats://bootstrap:S3cretNatsPw@127.0.0.1:9",
            "ALBATROSS_DATABASE_URL": ""}
     done = subprocess.run([sys.executable, "-m", "albatross.services.bootstrap.main"],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert "NATS" in lines[0]
+    assert "NATS at nats://bootstrap:***@127.0.0.1:9" in lines[0]
+    assert "S3cretNatsPw" not in done.stderr + done.stdout  # the URL's password
     assert "Traceback" not in done.stderr

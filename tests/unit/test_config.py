@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from albatross.config import ConfigError, Settings, markdown_table
+from albatross.config import ConfigError, Settings, markdown_table, without_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,3 +56,14 @@ def test_bad_values_are_refused_naming_the_variable(name: str, value: str) -> No
 def test_the_readme_configuration_table_is_the_generated_one() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert markdown_table() in readme
+
+
+@pytest.mark.parametrize(("urls", "shown"), [
+    ("nats://gateway:pw@nats:4222", "nats://gateway:***@nats:4222"),
+    ("nats://a:x@n1:4222, nats://a:x@n2:4222", "nats://a:***@n1:4222,nats://a:***@n2:4222"),
+    ("postgresql://owner:p%40ss@db:5432/albatross", "postgresql://owner:***@db:5432/albatross"),
+    ("nats://127.0.0.1:4222", "nats://127.0.0.1:4222"),
+    ("nats://s3cr3t-token@nats:4222", "nats://***@nats:4222"),
+])
+def test_urls_in_messages_show_no_password(urls: str, shown: str) -> None:
+    assert without_credentials(urls) == shown

@@ -30,7 +30,7 @@ from albatross.adapters.system import SystemClock, UuidV7Ids
 from albatross.application.auth_ports import PasswordHasher
 from albatross.application.repository import AggregateRepository
 from albatross.application.setup import create_first_admin
-from albatross.config import ConfigError, Settings
+from albatross.config import ConfigError, Settings, without_credentials
 from albatross.domain.aggregates import USER, default_registry
 from albatross.domain.errors import DomainError
 from albatross.lifecycle import StartupError, connect_dependency
@@ -62,7 +62,7 @@ async def bootstrap(settings: Settings, *, out: TextIO | None = None,
     if not settings.nats_url:
         raise ConfigError("ALBATROSS_NATS_URL is required")
     nc = await connect_dependency(
-        f"NATS at {settings.nats_url}",
+        f"NATS at {without_credentials(settings.nats_url)}",
         nats.connect(settings.nats_url.split(","), connect_timeout=5,
                      max_reconnect_attempts=3, allow_reconnect=False,
                      name="albatross-bootstrap"), timeout=CONNECT_TIMEOUT)
@@ -75,7 +75,8 @@ async def bootstrap(settings: Settings, *, out: TextIO | None = None,
         try:
             await ensure_topology(nc.jetstream(), topology)
         except nats.errors.Error as exc:
-            raise StartupError(f"cannot set up JetStream at {settings.nats_url}: {exc!r}") from exc
+            raise StartupError(f"cannot set up JetStream at "
+                               f"{without_credentials(settings.nats_url)}: {exc!r}") from exc
         log.info("topology ready", streams=[c.name for c in topology.all_streams()])
         if settings.database_url:
             applied = await migrate(settings.database_url)

@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from albatross.adapters.jetstream.topology import topology_for
-from albatross.config import ConfigError, Settings
+from albatross.config import ConfigError, Settings, without_credentials
 from albatross.lifecycle import (
     Shutdown,
     StartupError,
@@ -44,7 +44,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
     from albatross.adapters.postgres.read_models import PostgresReadModels
 
     nc = await connect_dependency(
-        f"NATS at {settings.nats_url}",
+        f"NATS at {without_credentials(settings.nats_url)}",
         nats.connect(settings.nats_url.split(","), connect_timeout=5,
                      max_reconnect_attempts=-1, name="albatross-gateway"), timeout=15)
     try:

@@ -18,7 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from albatross.adapters.jetstream.topology import topology_for
-from albatross.config import ConfigError, Settings
+from albatross.config import ConfigError, Settings, without_credentials
 from albatross.lifecycle import (
     Shutdown,
     StartupError,
@@ -57,7 +57,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
             await app_ref[0][NOTIFIER].watcher.revalidate_all()
 
     nc = await connect_dependency(
-        f"NATS at {settings.nats_url}",
+        f"NATS at {without_credentials(settings.nats_url)}",
         nats.connect(settings.nats_url.split(","), connect_timeout=5, name=NAME,
                      max_reconnect_attempts=-1, reconnected_cb=reconnected,
                      # The notifier's NATS user may read replies on its own inboxes only

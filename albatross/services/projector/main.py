@@ -17,7 +17,7 @@ from albatross.adapters.codec import EventCodec
 from albatross.adapters.jetstream.topology import topology_for, wait_for_streams
 from albatross.adapters.postgres.migrations import apply_migrations
 from albatross.adapters.postgres.pool import Pool, create_pool
-from albatross.config import ConfigError, Settings
+from albatross.config import ConfigError, Settings, without_credentials
 from albatross.domain.aggregates import default_registry
 from albatross.lifecycle import (
     Shutdown,
@@ -55,7 +55,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
         raise ConfigError("ALBATROSS_DATABASE_URL is required")
     dsn = settings.database_url
     nc = await connect_dependency(
-        f"NATS at {settings.nats_url}",
+        f"NATS at {without_credentials(settings.nats_url)}",
         nats.connect(settings.nats_url.split(","), connect_timeout=5,
                      max_reconnect_attempts=-1, reconnect_time_wait=0.5, name=NAME,
                      inbox_prefix=INBOX_PREFIX),

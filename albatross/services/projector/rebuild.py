@@ -43,7 +43,7 @@ from albatross.adapters.postgres.migrations import (
     schema_identifier,
 )
 from albatross.adapters.postgres.pool import Connection, connect
-from albatross.config import ConfigError, Settings
+from albatross.config import ConfigError, Settings, without_credentials
 from albatross.domain.aggregates import default_registry
 from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run
 from albatross.observability import configure_logging, get_logger
@@ -271,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not settings.nats_url or not settings.database_url:
             raise ConfigError("ALBATROSS_NATS_URL and ALBATROSS_DATABASE_URL are required")
         nc = await connect_dependency(
-            f"NATS at {settings.nats_url}",
+            f"NATS at {without_credentials(settings.nats_url)}",
             nats.connect(settings.nats_url.split(","), connect_timeout=5,
                          max_reconnect_attempts=-1, inbox_prefix=INBOX_PREFIX), timeout=15)
         report = ProgressReport(sys.stdout, tty=sys.stdout.isatty())
