@@ -141,3 +141,32 @@ async def test_an_unusable_hashing_slots_dir_stops_the_start_with_its_name(
     _, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode != 0
     assert f"ALBATROSS_HASHING_SLOTS_DIR: cannot use {blocker / 'slots'}" in err.decode()
+
+
+@pytest.mark.parametrize(("service", "port_variable"), [
+    ("gateway", "ALBATROSS_HTTP_PORT"), ("projector", "ALBATROSS_PROJECTOR_PORT"),
+    ("notifier", "ALBATROSS_NOTIFIER_PORT")])
+async def test_a_sigterm_during_a_nats_outage_still_exits_0(
+        fresh_nats: NatsServer, database_url: str, tmp_path: Path, service: str,
+        port_variable: str) -> None:
+    """Kubernetes stops pods during a NATS rollout too: draining a connection that is down
+    must not turn the stop into a failure."""
+    env = await _bootstrapped(fresh_nats.url, database_url)
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", f"albatross.services.{service}.main",
+        env={**os.environ, **env, port_variable: str(port), "ALBATROSS_HTTP_PORT": str(port),
+             "ALBATROSS_WEB_DIR": str(tmp_path / "no-ui")},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        await until_ready(f"http://127.0.0.1:{port}", [process])
+        fresh_nats.kill()
+        await asyncio.sleep(0.5)  # the client has noticed and is reconnecting
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    err = (await process.stderr.read()).decode() if process.stderr else ""  # type: ignore[union-attr]
+    assert code == 0, err

@@ -33,7 +33,7 @@ from albatross.application.setup import create_first_admin
 from albatross.config import ConfigError, Settings, without_credentials
 from albatross.domain.aggregates import USER, default_registry
 from albatross.domain.errors import DomainError
-from albatross.lifecycle import StartupError, connect_dependency
+from albatross.lifecycle import StartupError, close_nats, connect_dependency
 from albatross.observability import configure_logging, get_logger
 from albatross.ports import EventStoreError
 
@@ -114,7 +114,7 @@ async def bootstrap(settings: Settings, *, out: TextIO | None = None,
     finally:
         if own_hasher is not None:
             own_hasher.close()
-        await nc.close()
+        await close_nats(nc)
 
 
 def _domain_detail(exc: DomainError) -> str:

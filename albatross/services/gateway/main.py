@@ -16,6 +16,7 @@ from albatross.config import ConfigError, Settings, without_credentials
 from albatross.lifecycle import (
     Shutdown,
     StartupError,
+    close_nats,
     connect_dependency,
     run_main,
     tune_gc_for_serving,
@@ -73,7 +74,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
 
     async def close_connections() -> None:
         await read_models.close()
-        await nc.drain()
+        await close_nats(nc)
 
     try:
         deps = await build_gateway_deps(

@@ -9,7 +9,6 @@ process exits 0 well within 10 s.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 
@@ -22,6 +21,7 @@ from albatross.config import ConfigError, Settings, without_credentials
 from albatross.lifecycle import (
     Shutdown,
     StartupError,
+    close_nats,
     connect_dependency,
     run_main,
     tune_gc_for_serving,
@@ -108,11 +108,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
         finally:
             await runner.cleanup()
     finally:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(2.0):
-                await nc.drain()
-        if not nc.is_closed:
-            await nc.close()
+        await close_nats(nc)
     log.info("stopped")
 
 

@@ -22,6 +22,7 @@ from albatross.domain.aggregates import default_registry
 from albatross.lifecycle import (
     Shutdown,
     StartupError,
+    close_nats,
     connect_dependency,
     run_main,
     tune_gc_for_serving,
@@ -91,7 +92,7 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
             await runner.cleanup()
         if pool is not None:
             await pool.close()
-        await nc.close()
+        await close_nats(nc)
 
 
 def main() -> None:

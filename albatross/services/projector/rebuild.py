@@ -45,7 +45,7 @@ from albatross.adapters.postgres.migrations import (
 from albatross.adapters.postgres.pool import Connection, connect
 from albatross.config import ConfigError, Settings, without_credentials
 from albatross.domain.aggregates import default_registry
-from albatross.lifecycle import Shutdown, StartupError, connect_dependency, run
+from albatross.lifecycle import Shutdown, StartupError, close_nats, connect_dependency, run
 from albatross.observability import configure_logging, get_logger
 from albatross.services.projector.consumer import INBOX_PREFIX, Puller, decode_message
 
@@ -291,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _log.info("rebuild finished", events=result.events, checkpoint=result.checkpoint,
                       seconds=round(result.seconds, 1), swapped=not args.no_swap)
         finally:
-            await nc.close()
+            await close_nats(nc)
 
     # A rebuild may run for minutes: no cancel-after, it stops at the next signal-safe point.
     return run(serve, name="albatross projector rebuild", deadline=3600, cancel_after=None)
