@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import nats
@@ -107,6 +110,31 @@ async def test_bootstrap_applies_the_migrations(fresh_nats: NatsServer,
         assert tables
     finally:
         await connection.close()
+
+
+def test_a_sigterm_stops_it_with_exit_0() -> None:
+    """A NATS that takes connections and never answers: bootstrap is still waiting when a
+    stop comes (a Job deleted, compose down)."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = silent.getsockname()[1]
+        env = {**os.environ, "ALBATROSS_NATS_URL": f"nats://127.0.0.1:{port}",
+               "ALBATROSS_DATABASE_URL": ""}
+        process = subprocess.Popen([sys.executable, "-m", "albatross.services.bootstrap.main"],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True)
+        try:
+            time.sleep(1.5)  # started, and waiting for NATS
+            assert process.poll() is None
+            process.send_signal(signal.SIGTERM)
+            _out, err = process.communicate(timeout=10)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    finally:
+        silent.close()
+    assert process.returncode == 0, err
 
 
 def test_an_unreachable_nats_exits_non_zero_with_one_clear_line() -> None:

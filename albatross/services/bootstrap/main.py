@@ -13,7 +13,6 @@ a dependency is unreachable or the input is unusable; 2 for bad configuration.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from typing import TextIO
@@ -33,11 +32,12 @@ from albatross.application.setup import create_first_admin
 from albatross.config import ConfigError, Settings, without_credentials
 from albatross.domain.aggregates import USER, default_registry
 from albatross.domain.errors import DomainError
-from albatross.lifecycle import StartupError, close_nats, connect_dependency
+from albatross.lifecycle import Shutdown, StartupError, close_nats, connect_dependency, run_main
 from albatross.observability import configure_logging, get_logger
 from albatross.ports import EventStoreError
 
 CONNECT_TIMEOUT = 10.0
+STOP_GRACE = 2.0
 
 
 
@@ -131,14 +131,16 @@ def main() -> None:
         sys.stderr.write(f"albatross-bootstrap: {exc}\n")
         raise SystemExit(2) from None
     configure_logging("bootstrap", settings.log_level, human=settings.dev_mode)
-    try:
-        asyncio.run(bootstrap(settings))
-    except (StartupError, ConfigError) as exc:
-        sys.stderr.write(f"albatross-bootstrap: {exc}\n")
-        raise SystemExit(1) from None
-    except (OSError, nats.errors.Error) as exc:
-        sys.stderr.write(f"albatross-bootstrap: a dependency is unreachable: {exc!r}\n")
-        raise SystemExit(1) from None
+
+    async def serve(_shutdown: Shutdown) -> None:
+        try:
+            await bootstrap(settings)
+        except (OSError, nats.errors.Error) as exc:
+            raise StartupError(f"a dependency is unreachable: {exc!r}") from exc
+
+    # A job, not a server: on SIGTERM the step in progress gets a moment to finish, then it is
+    # cancelled and the process exits 0 (running it again is safe: every step is idempotent).
+    run_main(serve, name="albatross-bootstrap", cancel_after=STOP_GRACE)
 
 
 if __name__ == "__main__":
