@@ -79,13 +79,44 @@ async def infrastructure(
             if len(failure.exceptions) == 1:
                 raise failure.exceptions[0] from None
             raise
-        yield Infrastructure(
-            nats_url=nats.url if nats is not None else str(nats_url),
-            database_url=postgres.dsn if postgres is not None else str(database_url),
-        )
+        watcher = asyncio.create_task(keep_running(started), name="infra.keep_running")
+        try:
+            yield Infrastructure(
+                nats_url=nats.url if nats is not None else str(nats_url),
+                database_url=postgres.dsn if postgres is not None else str(database_url),
+            )
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
     finally:
         # Shielded so a cancelled `albatross up` still leaves no server behind.
         await asyncio.shield(_stop_all(started))
+
+
+async def keep_running(servers: list[NatsServer | PostgresServer], *,
+                       interval: float = 1.0, max_delay: float = 30.0) -> None:
+    """Start again, on the same ports and data, an embedded server that exited on its own
+    (crashed, killed, out of memory), as the supervisor does for the services: they reconnect.
+    Checking reaps the dead process too, so none lingers as a zombie. Failed starts are tried
+    again at doubling intervals, up to ``max_delay``."""
+    failures = 0
+    while True:
+        await asyncio.sleep(min(max_delay, interval * 2 ** failures))
+        failed = False
+        for server in servers:
+            if server.running:
+                continue
+            name = type(server).__name__
+            _log.error("embedded server exited; starting it again", server=name)
+            try:
+                await server.restart()
+            except Exception as exc:
+                _log.error("starting an embedded server again failed", server=name,
+                           error=repr(exc))
+                failed = True
+            else:
+                _log.info("embedded server running again", server=name)
+        failures = min(failures + 1, 16) if failed else 0
 
 
 async def _stop_all(servers: list[NatsServer | PostgresServer]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -268,3 +270,25 @@ async def test_container_provider_raises_docker_unavailable(
     with pytest.raises(DockerUnavailable):
         await PostgresContainerServer().start()
     assert time.monotonic() - began < 10
+
+
+async def test_an_embedded_server_that_dies_is_started_again_with_its_data(
+        postgres_tmp_path: Path) -> None:
+    data_dir = postgres_tmp_path / "up"
+    async with infrastructure(data_dir) as infra:
+        nc = await connect(infra.nats_url)
+        await nc.jetstream().add_stream(StreamConfig(name="UP", subjects=["up"]))
+        await nc.jetstream().publish("up", b"x")
+        await nc.close()
+        [crashed] = processes_mentioning(str(data_dir / "nats"))
+        os.kill(crashed, signal.SIGKILL)
+        nc = await eventually(lambda: connect(infra.nats_url))
+        try:
+            assert await stream_messages(nc, "UP") == [b"x"]
+        finally:
+            await nc.close()
+        [again] = processes_mentioning(str(data_dir / "nats"))
+        assert again != crashed
+        conn = await asyncpg.connect(infra.database_url)
+        await conn.close()
+    assert processes_mentioning(str(data_dir)) == []
