@@ -29,6 +29,15 @@ def without_credentials(urls: str) -> str:
     return ",".join(shown)
 
 
+def local_url(host: str, port: int) -> str:
+    """The URL by which this machine reaches a server listening on ``host:port`` (the
+    wildcard addresses become loopback)."""
+    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}"
+
+
 class ConfigError(ValueError):
     """An ``ALBATROSS_*`` variable holds a value that cannot be used."""
 

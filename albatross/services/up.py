@@ -40,7 +40,7 @@ from typing import BinaryIO, Protocol, TextIO
 import aiohttp
 from structlog.typing import FilteringBoundLogger
 
-from albatross.config import Settings
+from albatross.config import Settings, local_url
 from albatross.lifecycle import Shutdown, StartupError, run_main
 from albatross.observability import configure_logging, get_logger
 from albatross.ops_http import MULTIPROCESS_METRICS_ENV
@@ -350,14 +350,6 @@ class Supervisor:
             self._children.pop(spec.name, None)
 
 
-def public_url(host: str, port: int) -> str:
-    """The URL a browser on this machine uses for ``host:port`` (wildcards become loopback)."""
-    shown = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    if ":" in shown:
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}"
-
-
 async def announce_when_ready(url: str, stopping: asyncio.Event, out: TextIO, *,
                               interval: float = 0.5, request_timeout: float = 2.0) -> bool:
     """Poll ``{url}/readyz`` until it answers 200, then write the URL once to ``out``."""
@@ -436,7 +428,7 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
         announcer: asyncio.Task[bool] | None = None
         if "gateway" in running:
             announcer = asyncio.create_task(announce_when_ready(
-                public_url(settings.http_host, settings.http_port), shutdown.requested,
+                local_url(settings.http_host, settings.http_port), shutdown.requested,
                 announce if announce is not None else sys.stdout))
         try:
             await supervisor.run(shutdown.requested)

@@ -170,3 +170,35 @@ async def test_a_sigterm_during_a_nats_outage_still_exits_0(
             await process.wait()
     err = (await process.stderr.read()).decode() if process.stderr else ""  # type: ignore[union-attr]
     assert code == 0, err
+
+
+async def test_the_websocket_reaches_the_notifier_on_a_host_other_than_loopback(
+        fresh_nats: NatsServer, database_url: str, tmp_path: Path) -> None:
+    """ALBATROSS_HTTP_HOST binds the gateway and the notifier alike: the gateway's relay of
+    /api/ws must look for the notifier there (127.0.0.2 is local, and not 127.0.0.1)."""
+    env = await _bootstrapped(fresh_nats.url, database_url)
+    http_port, notifier_port = free_port(), free_port()
+    common = {**os.environ, **env, "ALBATROSS_HTTP_HOST": "127.0.0.2",
+              "ALBATROSS_HTTP_PORT": str(http_port),
+              "ALBATROSS_NOTIFIER_PORT": str(notifier_port),
+              "ALBATROSS_WEB_DIR": str(tmp_path / "no-ui")}
+    processes = [await asyncio.create_subprocess_exec(
+        sys.executable, "-m", f"albatross.services.{service}.main", env=common,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        for service in ("notifier", "gateway")]
+    try:
+        await until_ready(f"http://127.0.0.2:{notifier_port}", processes)
+        await until_ready(f"http://127.0.0.2:{http_port}", processes)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"http://127.0.0.2:{http_port}/api/auth/login",
+                                 json={"email": ADMIN, "password": PASSWORD}) as response:
+                token = (await response.json())["token"]
+            async with http.ws_connect(f"ws://127.0.0.2:{http_port}/api/ws") as ws:
+                await ws.send_json({"type": "auth", "token": token})
+                ready = await ws.receive_json(timeout=5)
+        assert ready["type"] == "ready"
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        await asyncio.gather(*(asyncio.wait_for(p.wait(), 10) for p in processes))

@@ -28,7 +28,7 @@ import structlog
 from structlog.testing import CapturingLogger
 from structlog.typing import FilteringBoundLogger
 
-from albatross.config import Settings
+from albatross.config import Settings, local_url
 from albatross.lifecycle import Shutdown, StartupError
 from albatross.services.up import (
     Backoff,
@@ -37,7 +37,6 @@ from albatross.services.up import (
     default_services,
     gateway_process_count,
     gateway_services,
-    public_url,
     up,
 )
 
@@ -305,10 +304,11 @@ def test_default_services_lists_only_modules_that_exist() -> None:
         ("bootstrap", ("-m", "albatross.services.bootstrap.main"))]
 
 
-def test_public_url_shows_a_reachable_address() -> None:
-    assert public_url("127.0.0.1", 8080) == "http://127.0.0.1:8080"
-    assert public_url("0.0.0.0", 80) == "http://127.0.0.1:80"
-    assert public_url("::", 8080) == "http://[::1]:8080"
+def test_local_url_shows_a_reachable_address() -> None:
+    assert local_url("127.0.0.1", 8080) == "http://127.0.0.1:8080"
+    assert local_url("0.0.0.0", 80) == "http://127.0.0.1:80"
+    assert local_url("::", 8080) == "http://[::1]:8080"
+    assert local_url("192.0.2.2", 8082) == "http://192.0.2.2:8082"
 
 
 def test_one_gateway_process_is_the_plain_gateway(tmp_path: Path) -> None:

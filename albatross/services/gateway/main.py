@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from albatross.adapters.jetstream.topology import topology_for
-from albatross.config import ConfigError, Settings, without_credentials
+from albatross.config import ConfigError, Settings, local_url, without_credentials
 from albatross.lifecycle import (
     Shutdown,
     StartupError,
@@ -83,7 +83,8 @@ async def serve(settings: Settings, shutdown: Shutdown) -> None:
             login_limit_per_address=settings.login_limit_per_address,
             web_dir=settings.web_dir, hashing_slots=settings.hashing_slots_dir,
             resources=(closing(close_connections),),
-            ws_upstream=f"http://127.0.0.1:{settings.notifier_port}/api/ws")
+            # The notifier listens on the same host setting as this gateway.
+            ws_upstream=f"{local_url(settings.http_host, settings.notifier_port)}/api/ws")
     except Exception as exc:
         await close_connections()
         raise StartupError(f"cannot open the JetStream buckets (run albatross-bootstrap "
