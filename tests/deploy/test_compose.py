@@ -102,3 +102,17 @@ def test_edge_gives_one_origin() -> None:
     assert "gateway:8080" in rest[:rest.index("}")]
     assert "edge" in services["gateway"]["networks"]
     assert "edge" not in services["nats"]["networks"]
+
+
+def test_only_bootstrap_and_the_projector_hold_the_database_owners_password() -> None:
+    services = compose()["services"]
+    urls = {name: services[name]["environment"].get("ALBATROSS_DATABASE_URL")
+            for name in ("bootstrap", "projector", "gateway", "notifier")}
+    assert urls["bootstrap"] == urls["projector"]
+    assert urls["projector"].startswith("postgresql://albatross:${POSTGRES_PASSWORD")
+    assert urls["gateway"].startswith("postgresql://albatross_reader:")
+    assert urls["notifier"] is None  # it uses no database
+    for name, service in services.items():
+        if name not in ("bootstrap", "projector", "postgres"):
+            assert "${POSTGRES_PASSWORD:" not in str(service.get("environment", {})), name
+
