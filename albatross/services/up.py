@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import importlib.util
 import os
 import signal
+import socket
 import sys
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
@@ -369,6 +371,39 @@ async def announce_when_ready(url: str, stopping: asyncio.Event, out: TextIO, *,
     return False
 
 
+def port_in_use(host: str, port: int) -> bool:
+    """Whether another process listens on ``host:port`` (a port that is merely in TIME_WAIT,
+    or a host this machine does not have, is left for the service to report)."""
+    if port == 0:
+        return False
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except OSError:
+        return False
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+    return False
+
+
+def refuse_taken_ports(settings: Settings, services: Sequence[str]) -> None:
+    """StartupError naming a port another process holds: the service would only restart in
+    a loop, and the URL announced would be the other process's."""
+    ports = {"gateway": ("ALBATROSS_HTTP_PORT", settings.http_port),
+             "projector": ("ALBATROSS_PROJECTOR_PORT", settings.projector_port),
+             "notifier": ("ALBATROSS_NOTIFIER_PORT", settings.notifier_port)}
+    for name in services:
+        variable, port = ports[name]
+        if port_in_use(settings.http_host, port):
+            raise StartupError(f"port {port} ({variable}) is in use by another process (an "
+                               f"earlier albatross up still running?): stop it or set "
+                               f"{variable}")
+
+
 class ServerUrls(Protocol):
     @property
     def nats_url(self) -> str: ...
@@ -402,6 +437,10 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
     """
     log = get_logger("up")
     bootstrap_spec = bootstrap or ServiceSpec.for_module("bootstrap", BOOTSTRAP_MODULE)
+    specs = list(services) if services is not None else default_services(
+        gateways=gateway_services(settings.gateway_processes, settings.data_dir))
+    running = {spec.name.partition("-")[0] for spec in specs}
+    refuse_taken_ports(settings, [name for name in SERVICE_NAMES if name in running])
     async with AsyncExitStack() as stack:
         try:
             servers = await stack.enter_async_context(infrastructure(
@@ -410,8 +449,6 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
         except Exception as exc:
             raise StartupError(f"cannot start NATS/PostgreSQL: {type(exc).__name__}: "
                                f"{exc}") from exc
-        specs = list(services) if services is not None else default_services(
-            gateways=gateway_services(settings.gateway_processes, settings.data_dir))
         supervisor = Supervisor(specs, env=child_environment(environ, servers), log=log,
                                 backoff=backoff, stop_timeout=stop_timeout, stdout=stdout,
                                 stderr=stderr)
@@ -421,7 +458,6 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
         if ended.code != 0:
             raise StartupError(f"bootstrap failed ({ended.describe()})")
         log.info("bootstrap done; starting services", services=[s.name for s in specs])
-        running = {spec.name.partition("-")[0] for spec in specs}
         missing = [name for name in SERVICE_NAMES if name not in running]
         if missing:
             log.warning("services not available in this build", services=missing)

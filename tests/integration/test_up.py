@@ -37,6 +37,7 @@ from albatross.services.up import (
     default_services,
     gateway_process_count,
     gateway_services,
+    port_in_use,
     up,
 )
 
@@ -283,6 +284,20 @@ async def test_up_fails_with_the_bootstrap_message_and_stops_the_servers(
                                   "albatross-bootstrap: NATS is unreachable)")
     assert servers.calls == [(tmp_path, "nats://elsewhere:4222", None)]
     assert servers.stopped
+
+
+async def test_up_refuses_a_port_another_process_listens_on(tmp_path: Path) -> None:
+    servers = _FakeServers()
+    with socket.create_server(("127.0.0.1", 0)) as other:
+        port = other.getsockname()[1]
+        settings = Settings.from_env({"ALBATROSS_HTTP_PORT": str(port),
+                                      "ALBATROSS_DATA_DIR": str(tmp_path)})
+        never = ServiceSpec("gateway", (PY, "-c", "raise SystemExit('must not start')"))
+        with pytest.raises(StartupError, match=f"port {port} .ALBATROSS_HTTP_PORT. is in use"):
+            await up(settings, Shutdown(), environ={}, infrastructure=servers,
+                     services=[never], stdout=io.BytesIO(), stderr=io.BytesIO())
+    assert servers.calls == []  # nothing started
+    assert not port_in_use("127.0.0.1", port)  # free again: not a false alarm
 
 
 async def test_up_reports_servers_that_cannot_start(tmp_path: Path) -> None:
