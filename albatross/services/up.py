@@ -442,10 +442,21 @@ async def up(settings: Settings, shutdown: Shutdown, *, environ: Mapping[str, st
     running = {spec.name.partition("-")[0] for spec in specs}
     refuse_taken_ports(settings, [name for name in SERVICE_NAMES if name in running])
     async with AsyncExitStack() as stack:
+        # A first initdb or a crash recovery can take longer than a stop may wait: a stop
+        # request cancels the start, and the servers already spawned are stopped.
+        starting = asyncio.ensure_future(stack.enter_async_context(infrastructure(
+            settings.data_dir, nats_url=settings.nats_url,
+            database_url=settings.database_url)))
+        stop_wait = asyncio.ensure_future(shutdown.requested.wait())
+        await asyncio.wait({starting, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        stop_wait.cancel()
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            log.info("stopped while NATS/PostgreSQL were starting")
+            return
         try:
-            servers = await stack.enter_async_context(infrastructure(
-                settings.data_dir, nats_url=settings.nats_url,
-                database_url=settings.database_url))
+            servers = starting.result()
         except Exception as exc:
             raise StartupError(f"cannot start NATS/PostgreSQL: {type(exc).__name__}: "
                                f"{exc}") from exc

@@ -300,6 +300,32 @@ async def test_up_refuses_a_port_another_process_listens_on(tmp_path: Path) -> N
     assert not port_in_use("127.0.0.1", port)  # free again: not a false alarm
 
 
+async def test_a_stop_while_the_servers_start_stops_them_without_waiting(
+        tmp_path: Path) -> None:
+    spawned: list[subprocess.Popen[bytes]] = []
+
+    @asynccontextmanager
+    async def slow(data_dir: Path, *, nats_url: str | None = None,
+                   database_url: str | None = None) -> AsyncIterator[_FakeServers]:
+        # Like a first initdb: a server process is up, and the start takes a while yet.
+        spawned.append(subprocess.Popen([PY, "-c", "import time; time.sleep(300)"]))
+        try:
+            await asyncio.sleep(15)
+            yield _FakeServers()
+        finally:
+            spawned[0].kill()
+            spawned[0].wait()
+
+    shutdown = Shutdown()
+    running = asyncio.create_task(up(
+        Settings.from_env({"ALBATROSS_DATA_DIR": str(tmp_path)}), shutdown, environ={},
+        infrastructure=slow, services=[], stdout=io.BytesIO(), stderr=io.BytesIO()))
+    await _until(lambda: spawned != [], timeout=5)
+    shutdown.request("test")
+    await asyncio.wait_for(running, 3)  # not the 15 s of the start
+    assert spawned[0].poll() is not None  # and nothing left behind
+
+
 async def test_up_reports_servers_that_cannot_start(tmp_path: Path) -> None:
     @asynccontextmanager
     async def broken(data_dir: Path, *, nats_url: str | None = None,
