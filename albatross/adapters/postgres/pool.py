@@ -17,14 +17,14 @@ Connection = Any
 """An ``asyncpg.Connection``."""
 
 STATEMENT_CACHE_SIZE = 512
-# Dead peers (a killed projector, a partitioned host) must release their advisory locks
-# quickly: the server probes idle client connections with TCP keepalives.
-# Every session in UTC, whatever the server's, database's or role's default: ``to_jsonb`` of a
-# row (the projector's change payloads) writes timestamps in the session's time zone, and the
-# contract's timestamps are UTC ("Z") everywhere.
 SERVER_SETTINGS = {
     "application_name": "albatross",
+    # Every session in UTC, whatever the server's, database's or role's default: ``to_jsonb``
+    # of a row (the projector's change payloads) writes timestamps in the session's time
+    # zone, and the contract's timestamps are UTC ("Z") everywhere.
     "TimeZone": "UTC",
+    # Dead peers (a killed projector, a partitioned host) must release their advisory locks
+    # quickly: the server probes idle client connections with TCP keepalives.
     "tcp_keepalives_idle": "5",
     "tcp_keepalives_interval": "2",
     "tcp_keepalives_count": "3",
