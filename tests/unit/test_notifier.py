@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -202,15 +203,32 @@ async def test_without_resume_live_changes_start_after_ready_once_the_grace_ends
     assert ws.sequences() == [8, 9, 10, 11, 12]
 
 
-async def test_a_late_resume_replays_only_what_was_never_sent() -> None:
-    stored = [change(n) for n in range(1, 21)]
+@dataclass
+class Started:
+    stored: list[Change]
+    hub: Hub
+    ws: FakeWs
+    feed: FakeFeed
+    session: Session
+
+
+def started(total: int, *, ready: int, grace: float) -> Started:
+    """A socket started (``ready`` sent) once the hub has seen changes 1..``ready`` of
+    ``total`` stored ones; the rest are the test's to dispatch."""
+    stored = [change(n) for n in range(1, total + 1)]
     hub, ws = hub_at(0), FakeWs()
-    for item in stored[:10]:
+    for item in stored[:ready]:
         hub.dispatch(item)
     feed = FakeFeed(stored)
-    session, _ = make_session(ws, feed, resume_grace=0.01)
+    session, _ = make_session(ws, feed, resume_grace=grace)
     hub.register(session)
     session.start()
+    return Started(stored, hub, ws, feed, session)
+
+
+async def test_a_late_resume_replays_only_what_was_never_sent() -> None:
+    s = started(20, ready=10, grace=0.01)
+    stored, hub, ws, feed, session = s.stored, s.hub, s.ws, s.feed, s.session
     await settle(session)
     for item in stored[10:15]:
         hub.dispatch(item)
@@ -228,14 +246,8 @@ async def test_a_late_resume_replays_only_what_was_never_sent() -> None:
 async def test_a_resume_while_held_changes_wait_for_room_is_served_first_in_order() -> None:
     """The grace ended without a resume; the held changes wait for a slow client to make
     room; a resume then is served before them (it was accepted, and then ignored)."""
-    stored = [change(n) for n in range(1, 14)]
-    hub, ws = hub_at(0), FakeWs()
-    for item in stored[:10]:
-        hub.dispatch(item)
-    feed = FakeFeed(stored)
-    session, _ = make_session(ws, feed, resume_grace=0.05)
-    hub.register(session)  # ready at 10
-    session.start()
+    s = started(13, ready=10, grace=0.05)
+    stored, hub, ws, feed, session = s.stored, s.hub, s.ws, s.feed, s.session
     for item in stored[10:]:  # 11..13 held
         hub.dispatch(item)
     ws.buffered = 10**9  # the client is not reading just now
@@ -249,14 +261,8 @@ async def test_a_resume_while_held_changes_wait_for_room_is_served_first_in_orde
 
 
 async def test_a_resume_just_as_the_grace_ends_is_served() -> None:
-    stored = [change(n) for n in range(1, 13)]
-    hub, ws = hub_at(0), FakeWs()
-    for item in stored[:10]:
-        hub.dispatch(item)
-    feed = FakeFeed(stored)
-    session, _ = make_session(ws, feed, resume_grace=0.05)
-    hub.register(session)
-    session.start()
+    s = started(12, ready=10, grace=0.05)
+    stored, hub, ws, session = s.stored, s.hub, s.ws, s.session
     hub.dispatch(stored[10])
     waiting = session._resume_at
     assert waiting is not None
