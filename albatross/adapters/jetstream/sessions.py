@@ -14,6 +14,8 @@ after all (a late logout, a session nobody holds the token of).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 
 from nats.aio.client import Client as NATS
 from nats.errors import ConnectionClosedError, NoRespondersError
@@ -57,45 +59,38 @@ class JetStreamKeyValue:
 
     async def create(self, key: str, value: bytes) -> int | None:
         self._sendable("create")
-        try:
-            return int(await self._kv.create(key, value))
-        except KeyWrongLastSequenceError:
-            return None
-        except _UNANSWERED as exc:
-            raise _unanswered("create", exc) from exc
-        except NoRespondersError as exc:
-            raise StoreUnavailable(f"key-value create failed: {exc!r}") from exc
-        except APIError as exc:
-            raise _unavailable_or(exc) from exc
+        with _write_failures("create"):
+            try:
+                return int(await self._kv.create(key, value))
+            except KeyWrongLastSequenceError:
+                return None
 
     async def update(self, key: str, value: bytes, revision: int) -> int | None:
         self._sendable("update")
-        try:
-            return int(await self._kv.update(key, value, last=revision))
-        except KeyWrongLastSequenceError:
-            return None
-        except _UNANSWERED as exc:
-            raise _unanswered("update", exc) from exc
-        except NoRespondersError as exc:
-            raise StoreUnavailable(f"key-value update failed: {exc!r}") from exc
-        except APIError as exc:
-            raise _unavailable_or(exc) from exc
+        with _write_failures("update"):
+            try:
+                return int(await self._kv.update(key, value, last=revision))
+            except KeyWrongLastSequenceError:
+                return None
 
     async def delete(self, key: str) -> None:
         self._sendable("delete")
-        try:
+        with _write_failures("delete"):
             await self._kv.delete(key)
-        except _UNANSWERED as exc:
-            raise _unanswered("delete", exc) from exc
-        except NoRespondersError as exc:
-            raise StoreUnavailable(f"key-value delete failed: {exc!r}") from exc
-        except APIError as exc:
-            raise _unavailable_or(exc) from exc
 
 
-def _unanswered(operation: str, exc: Exception) -> OutcomeUnknown:
-    return OutcomeUnknown(f"key-value {operation} sent and not answered, it may have landed: "
-                          f"{exc!r}")
+@contextlib.contextmanager
+def _write_failures(operation: str) -> Iterator[None]:
+    """A write's NATS failures as the port's: sent and not answered, it may have landed."""
+    try:
+        yield
+    except _UNANSWERED as exc:
+        raise OutcomeUnknown(f"key-value {operation} sent and not answered, it may have "
+                             f"landed: {exc!r}") from exc
+    except NoRespondersError as exc:
+        raise StoreUnavailable(f"key-value {operation} failed: {exc!r}") from exc
+    except APIError as exc:
+        raise _unavailable_or(exc) from exc
 
 
 def _unavailable_or(exc: APIError) -> Exception:
