@@ -131,7 +131,7 @@ def not_modified(etag: str) -> web.Response:
 
 
 def no_content(sequence: int) -> web.Response:
-    return web.Response(status=204, headers={"Albatross-Sequence": str(sequence)})
+    return web.Response(status=204, headers={SEQUENCE: str(sequence)})
 
 
 def path_id(request: web.Request, name: str) -> str:
