@@ -9,7 +9,7 @@ from albatross.application.principal import Principal
 from albatross.application.setup import is_initialized
 from albatross.application.views import UserView
 from albatross.services.gateway.deps import DEPS, PRINCIPAL, SECRET
-from albatross.services.gateway.http import decode_body, json_response
+from albatross.services.gateway.http import decode_body, json_response, no_content
 from albatross.services.gateway.problems import DEPENDENCY_ERRORS
 from albatross.services.gateway.schemas import LoginInput, LoginResponse, SetupStatus
 
@@ -32,7 +32,7 @@ async def logout(request: web.Request) -> web.Response:
     secret = request[SECRET]
     await deps.login.logout(secret)
     deps.authenticator.forget(secret)
-    return web.Response(status=204, headers={"Albatross-Sequence": "0"})
+    return no_content(0)
 
 
 async def me(request: web.Request) -> web.Response:
